@@ -1,0 +1,190 @@
+//! clap definitions. Names and flags of SPEC §3 are fixed; others are added as users expect.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenvault",
+    version,
+    about = "Encrypted, multi-tenant OAuth and API token vault that keeps tokens valid",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The vault file [default: $XDG_DATA_HOME/tokenvault/vault.redb]
+    #[arg(long, env = "TOKENVAULT_VAULT", global = true)]
+    pub vault: Option<PathBuf>,
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/tokenvault/tokenvault.sock]
+    #[arg(long, env = "TOKENVAULT_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
+    /// A file holding the passphrase (one trailing newline is ignored). Without it the
+    /// passphrase is read from TOKENVAULT_PASSPHRASE (least safe), or prompted for.
+    #[arg(long, env = "TOKENVAULT_PASSPHRASE_FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// A file holding a tenant key (TOKENVAULT_TENANT_KEY holds the key itself); only
+    /// works through the daemon.
+    #[arg(long, global = true)]
+    pub tenant_key_file: Option<PathBuf>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/tokenvault/config.toml]
+    #[arg(long, env = "TOKENVAULT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a vault; refuses to overwrite an existing file.
+    Init {
+        #[arg(long, default_value_t = crate::vault::DEFAULT_MEMORY_MIB)]
+        kdf_memory_mib: u32,
+        #[arg(long, default_value_t = crate::vault::DEFAULT_ITERATIONS)]
+        kdf_iterations: u32,
+        #[arg(long, default_value_t = crate::vault::DEFAULT_PARALLELISM)]
+        kdf_parallelism: u32,
+    },
+    /// Change the passphrase (rewraps the keyring; no record is rewritten).
+    Passwd {
+        /// File holding the new passphrase; prompted for (twice) otherwise.
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// New data-encryption key; re-encrypts every record.
+    Rekey,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage OAuth client registrations.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Import a token response (JSON on stdin by default).
+    Put {
+        connection: String,
+        /// Read the JSON from this file instead of stdin.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Print a valid access token (and a newline, nothing else).
+    Get {
+        connection: String,
+        /// Refresh first when fewer than this many seconds remain.
+        #[arg(long, default_value_t = 30)]
+        min_ttl: u64,
+        #[arg(long)]
+        force_refresh: bool,
+        /// Print a JSON document with the token and its expiry instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a connection's metadata (never a secret).
+    Show {
+        connection: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connections.
+    List {
+        /// TENANT or TENANT/PROVIDER
+        filter: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connection.
+    Remove {
+        connection: String,
+        /// Also revoke the token at the provider.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Vault, scheduler and per-status counts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Like status, but exits 1 when unhealthy.
+    Health {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin changes and token hand-outs.
+    Audit {
+        tenant: Option<String>,
+        /// Only records newer than this (e.g. 1h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Add a tenant.
+    Add { name: String },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant (with --force, also its connections, clients and keys).
+    Remove {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Create or update a tenant's OAuth app at a provider.
+    Set {
+        tenant: String,
+        provider: String,
+        #[arg(long)]
+        client_id: String,
+        /// File holding the client secret (never pass secrets as arguments).
+        #[arg(long)]
+        client_secret_file: Option<PathBuf>,
+        #[arg(long)]
+        token_url: Option<String>,
+        #[arg(long)]
+        authorization_url: Option<String>,
+        #[arg(long)]
+        device_authorization_url: Option<String>,
+        #[arg(long)]
+        revocation_url: Option<String>,
+        /// Extra parameters, e.g. tenant_id=… for Microsoft.
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+    },
+    /// List clients.
+    List {
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client.
+    Remove { tenant: String, provider: String },
+}

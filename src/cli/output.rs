@@ -1,0 +1,172 @@
+//! Printing responses: human text on stdout, or one JSON document with `--json`.
+//! Never prints a secret except the token of `get`, which is the point of `get`.
+
+use crate::engine::{ClientView, ConnectionView, Response, StatusView, TenantView};
+use crate::vault::records::AuditRecord;
+use std::io::Write;
+
+pub fn fmt_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+pub fn fmt_in(t: i64, now: i64) -> String {
+    let d = t - now;
+    let abs = d.unsigned_abs();
+    let s = if abs >= 86400 {
+        format!("{}d{}h", abs / 86400, (abs % 86400) / 3600)
+    } else if abs >= 3600 {
+        format!("{}h{}m", abs / 3600, (abs % 3600) / 60)
+    } else if abs >= 60 {
+        format!("{}m{}s", abs / 60, abs % 60)
+    } else {
+        format!("{abs}s")
+    };
+    if d >= 0 { format!("in {s}") } else { format!("{s} ago") }
+}
+
+fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::other)?;
+    writeln!(out)
+}
+
+/// Prints `resp` to `out`; `as_json` selects the JSON form.
+pub fn print(out: &mut impl Write, resp: &Response, as_json: bool, now: i64) -> std::io::Result<()> {
+    match resp {
+        Response::Token { token, .. } if !as_json => writeln!(out, "{}", token.expose()),
+        Response::Token {
+            connection,
+            token,
+            expires_at,
+            token_type,
+        } => json(
+            out,
+            &serde_json::json!({
+                "connection": connection,
+                "access_token": token.expose(),
+                "expires_at": expires_at,
+                "token_type": token_type,
+            }),
+        ),
+        Response::Done { message } if !as_json => writeln!(out, "{message}"),
+        Response::Connection(c) if as_json => json(out, c),
+        Response::Connection(c) => show(out, c, now),
+        Response::Connections { connections } if as_json => json(out, connections),
+        Response::Connections { connections } => list(out, connections, now),
+        Response::Tenants { tenants } if as_json => json(out, tenants),
+        Response::Tenants { tenants } => tenant_list(out, tenants),
+        Response::Clients { clients } if as_json => json(out, clients),
+        Response::Clients { clients } => client_list(out, clients),
+        Response::Audit { records } if as_json => json(out, records),
+        Response::Audit { records } => audit(out, records),
+        Response::Status(s) if as_json => json(out, s),
+        Response::Status(s) => status(out, s, now),
+        other => json(out, other),
+    }
+}
+
+fn show(out: &mut impl Write, c: &ConnectionView, now: i64) -> std::io::Result<()> {
+    let opt_time = |t: Option<i64>| {
+        t.map(|t| format!("{} ({})", fmt_time(t), fmt_in(t, now)))
+            .unwrap_or_else(|| "-".into())
+    };
+    writeln!(out, "connection:       {}", c.connection)?;
+    writeln!(out, "status:           {}", c.status)?;
+    writeln!(
+        out,
+        "status since:     {} ({}){}",
+        fmt_time(c.status_at),
+        fmt_in(c.status_at, now),
+        c.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+    )?;
+    writeln!(out, "attempts:         {}", c.attempts)?;
+    writeln!(out, "expires:          {}", opt_time(c.expires_at))?;
+    writeln!(out, "next refresh:     {}", opt_time(c.due_at))?;
+    writeln!(out, "refresh token:    {}", if c.has_refresh_token { "yes" } else { "no" })?;
+    writeln!(out, "refresh expires:  {}", opt_time(c.refresh_expires_at))?;
+    writeln!(out, "scope:            {}", c.scope.as_deref().unwrap_or("-"))?;
+    writeln!(out, "token type:       {}", c.token_type.as_deref().unwrap_or("-"))?;
+    writeln!(out, "id token:         {}", if c.has_id_token { "yes" } else { "no" })?;
+    if !c.metadata_keys.is_empty() {
+        writeln!(out, "metadata fields:  {}", c.metadata_keys.join(", "))?;
+    }
+    writeln!(out, "refreshes:        {}", c.refresh_count)?;
+    writeln!(out, "last refresh:     {}", opt_time(c.last_refresh_at))?;
+    writeln!(out, "created:          {}", fmt_time(c.created_at))?;
+    writeln!(out, "updated:          {}", fmt_time(c.updated_at))
+}
+
+fn list(out: &mut impl Write, cs: &[ConnectionView], now: i64) -> std::io::Result<()> {
+    if cs.is_empty() {
+        return writeln!(out, "no connections");
+    }
+    let w = cs.iter().map(|c| c.connection.chars().count()).max().unwrap_or(10).max(10);
+    writeln!(out, "{:<w$}  {:<13}  EXPIRES", "CONNECTION", "STATUS")?;
+    for c in cs {
+        writeln!(
+            out,
+            "{:<w$}  {:<13}  {}",
+            c.connection,
+            c.status.as_str(),
+            c.expires_at.map(|t| fmt_in(t, now)).unwrap_or_else(|| "-".into())
+        )?;
+    }
+    Ok(())
+}
+
+fn tenant_list(out: &mut impl Write, ts: &[TenantView]) -> std::io::Result<()> {
+    if ts.is_empty() {
+        return writeln!(out, "no tenants");
+    }
+    writeln!(out, "{:<24}  {:>11}  {:>7}  CREATED", "TENANT", "CONNECTIONS", "CLIENTS")?;
+    for t in ts {
+        writeln!(out, "{:<24}  {:>11}  {:>7}  {}", t.name, t.connections, t.clients, fmt_time(t.created_at))?;
+    }
+    Ok(())
+}
+
+fn client_list(out: &mut impl Write, cs: &[ClientView]) -> std::io::Result<()> {
+    if cs.is_empty() {
+        return writeln!(out, "no clients");
+    }
+    writeln!(out, "{:<32}  {:<6}  CLIENT ID", "TENANT/PROVIDER", "SECRET")?;
+    for c in cs {
+        writeln!(
+            out,
+            "{:<32}  {:<6}  {}",
+            format!("{}/{}", c.tenant, c.provider),
+            if c.has_secret { "yes" } else { "no" },
+            c.client_id
+        )?;
+    }
+    Ok(())
+}
+
+fn audit(out: &mut impl Write, rs: &[AuditRecord]) -> std::io::Result<()> {
+    for r in rs {
+        writeln!(out, "{}  {:<16}  {:<14}  {}  {}", fmt_time(r.at), r.actor, r.action, r.target, r.outcome)?;
+    }
+    Ok(())
+}
+
+fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()> {
+    writeln!(out, "vault:        {} (format {}, key term {})", s.vault, s.format_version, s.key_term)?;
+    writeln!(out, "daemon:       {}", if s.daemon { "running" } else { "not running (opened the file directly)" })?;
+    writeln!(out, "health:       {}", if s.healthy { "healthy" } else { "UNHEALTHY" })?;
+    writeln!(out, "tenants:      {}", s.tenants)?;
+    writeln!(out, "connections:  {}", s.connections)?;
+    for (k, v) in &s.by_status {
+        writeln!(out, "  {k:<14} {v}")?;
+    }
+    writeln!(
+        out,
+        "next due:     {}",
+        match (s.next_due, &s.next_due_connection) {
+            (Some(t), Some(c)) => format!("{c} {}", fmt_in(t, now)),
+            _ => "-".into(),
+        }
+    )?;
+    writeln!(out, "expiring <1h: {}", s.expiring_within_hour)?;
+    writeln!(out, "failures <1h: {}", s.failures_last_hour)
+}

@@ -1,0 +1,239 @@
+//! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
+//! process, after unlocking the vault file), prints the `Response`.
+
+use super::args::{ClientCmd, Cli, Command, Global, TenantCmd};
+use super::{output, passphrase, paths};
+use crate::engine::{Caller, Engine, Request, Response};
+use crate::error::{Error, Result};
+use crate::vault::{Vault, crypto::KdfParams};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+fn vault_path(g: &Global) -> PathBuf {
+    g.vault.clone().unwrap_or_else(paths::default_vault)
+}
+
+/// The caller the in-process CLI acts as: the local user, with full access to a vault file
+/// it could unlock.
+pub fn local_caller() -> Caller {
+    Caller::Admin {
+        actor: format!("cli:uid={}", nix::unistd::getuid()),
+    }
+}
+
+fn parse_since(s: &str, now: i64) -> Result<i64> {
+    let d = humantime::parse_duration(s).map_err(|_| {
+        Error::invalid("--since", format!("{s:?} is not a duration such as 30m, 1h or 7d"))
+    })?;
+    Ok(now - d.as_secs() as i64)
+}
+
+fn parse_params(params: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Error::invalid("--param", format!("{p:?} is not K=V")))
+        })
+        .collect()
+}
+
+fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    match from {
+        Some(f) => {
+            let mut file = std::fs::File::open(f)
+                .map_err(|e| Error::io(format!("cannot open {}", f.display()), e))?;
+            Read::by_ref(&mut file)
+                .take(1024 * 1024 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .take(1024 * 1024 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("cannot read the token response from stdin", e))?;
+        }
+    }
+    if buf.len() > 1024 * 1024 {
+        return Err(Error::invalid("token response", "larger than 1 MiB"));
+    }
+    serde_json::from_slice(&buf).map_err(|e| {
+        Error::invalid(
+            "token response",
+            format!("not JSON (line {}, column {}); expected an OAuth token response object", e.line(), e.column()),
+        )
+    })
+}
+
+/// What to do with the response once it arrives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Print {
+    json: bool,
+    health: bool,
+}
+
+/// Runs `cli`, printing to stdout. Returns the process exit code for successes (`health`
+/// can exit 1); failures come back as `Err` for `main` to map.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = cli.global;
+    let mut pr = Print::default();
+    let req = match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "tokenvault", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Init {
+            kdf_memory_mib,
+            kdf_iterations,
+            kdf_parallelism,
+        } => {
+            let kdf = KdfParams::new(kdf_memory_mib, kdf_iterations, kdf_parallelism)?;
+            let path = vault_path(&g);
+            if path.exists() {
+                return Err(Error::VaultExists { path });
+            }
+            let pass = passphrase::passphrase(g.passphrase_file.as_deref(), true)?;
+            let vault = Vault::init(&path, &pass, kdf)?;
+            println!("created vault {}", vault.path().display());
+            return Ok(0);
+        }
+        Command::Passwd { new_passphrase_file } => {
+            let new = match new_passphrase_file {
+                Some(f) => passphrase::read_secret_file(&f, "new passphrase")?,
+                None => passphrase::prompt("New passphrase: ", true)?,
+            };
+            Request::Passwd { new_passphrase: new }
+        }
+        Command::Rekey => Request::Rekey,
+        Command::Tenant(t) => match t {
+            TenantCmd::Add { name } => Request::TenantAdd { name },
+            TenantCmd::List { json } => {
+                pr.json = json;
+                Request::TenantList
+            }
+            TenantCmd::Remove { name, force } => Request::TenantRemove { name, force },
+        },
+        Command::Client(c) => match c {
+            ClientCmd::Set {
+                tenant,
+                provider,
+                client_id,
+                client_secret_file,
+                token_url,
+                authorization_url,
+                device_authorization_url,
+                revocation_url,
+                params,
+            } => Request::ClientSet {
+                tenant,
+                provider,
+                client_id,
+                client_secret: client_secret_file
+                    .map(|f| passphrase::read_secret_file(&f, "client secret"))
+                    .transpose()?,
+                token_url,
+                authorization_url,
+                device_authorization_url,
+                revocation_url,
+                params: parse_params(&params)?,
+            },
+            ClientCmd::List { tenant, json } => {
+                pr.json = json;
+                Request::ClientList { tenant }
+            }
+            ClientCmd::Remove { tenant, provider } => Request::ClientRemove { tenant, provider },
+        },
+        Command::Put { connection, from } => Request::Put {
+            // validate the address before reading stdin, so a typo fails fast
+            connection: crate::names::ConnectionId::parse(&connection)?.to_string(),
+            token: read_token_json(from.as_ref())?,
+        },
+        Command::Get {
+            connection,
+            min_ttl,
+            force_refresh,
+            json,
+        } => {
+            pr.json = json;
+            Request::Get {
+                connection,
+                min_ttl: Some(min_ttl),
+                force_refresh,
+            }
+        }
+        Command::Show { connection, json } => {
+            pr.json = json;
+            Request::Show { connection }
+        }
+        Command::List {
+            filter,
+            status,
+            json,
+        } => {
+            pr.json = json;
+            Request::List {
+                filter,
+                status: status.map(|s| s.parse()).transpose()?,
+            }
+        }
+        Command::Remove { connection, revoke } => Request::Remove { connection, revoke },
+        Command::Status { json } => {
+            pr.json = json;
+            Request::Status
+        }
+        Command::Health { json } => {
+            pr.json = json;
+            pr.health = true;
+            Request::Status
+        }
+        Command::Audit { tenant, since, json } => {
+            pr.json = json;
+            let now = chrono::Utc::now().timestamp();
+            Request::Audit {
+                tenant,
+                since: since.map(|s| parse_since(&s, now)).transpose()?,
+            }
+        }
+    };
+    let resp = execute_local(&g, req).await?;
+    let now = chrono::Utc::now().timestamp();
+    let mut out = std::io::stdout().lock();
+    output::print(&mut out, &resp, pr.json, now)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("cannot write to stdout", e))?;
+    if pr.health {
+        if let Response::Status(s) = &resp {
+            if !s.healthy {
+                return Ok(1);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Opens the vault file in this process and answers `req` as the local admin.
+async fn execute_local(g: &Global, req: Request) -> Result<Response> {
+    if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
+        return Err(Error::Unauthorized(
+            "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
+        ));
+    }
+    let path = vault_path(g);
+    if !path.exists() {
+        return Err(Error::NoVault { path });
+    }
+    let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
+    let vault = Vault::open(&path, &pass)?;
+    drop(pass);
+    let engine = Engine::new(vault);
+    let result = engine.handle(&local_caller(), req).await;
+    engine.flush_audit()?;
+    result
+}

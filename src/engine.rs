@@ -1,0 +1,833 @@
+//! `Engine`: every operation of tokenvault as a `Request` answered with a `Response`, on
+//! behalf of a `Caller`. The in-process CLI, the socket server and the terminal UI all
+//! call `Engine::handle`; none of them touches the vault directly.
+//!
+//! Owns: authorisation (admin vs tenant scope), audit records, status-change events for
+//! live watchers (`subscribe`). Must not: parse command lines, speak the socket framing, or
+//! touch ciphers (the vault seals and opens).
+//!
+//! `Request` and `Response` are serde types: the socket protocol is their JSON form
+//! (`{"op":"get","connection":"acme/spotify/alice"}`), see docs/protocol.md.
+
+use crate::error::{Error, Result};
+use crate::names::{self, ConnectionId};
+use crate::secret::Secret;
+use crate::token::TokenResponse;
+use crate::vault::records::*;
+use crate::vault::{Tx, Vault};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Who is asking. Decided by the front end (peer uid, tenant key, or the local user), never
+/// by the request itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Full access. `actor` is what the audit log records, e.g. `cli:uid=1000`.
+    Admin { actor: String },
+    /// Scoped to one tenant's connections; no admin operation.
+    Tenant { tenant: String, actor: String },
+}
+
+impl Caller {
+    pub fn actor(&self) -> &str {
+        match self {
+            Caller::Admin { actor } | Caller::Tenant { actor, .. } => actor,
+        }
+    }
+
+    fn require_admin(&self) -> Result<()> {
+        match self {
+            Caller::Admin { .. } => Ok(()),
+            Caller::Tenant { .. } => Err(Error::Forbidden(
+                "this operation needs an admin caller; a tenant key or grant cannot do it".into(),
+            )),
+        }
+    }
+
+    fn require_tenant(&self, tenant: &str) -> Result<()> {
+        match self {
+            Caller::Admin { .. } => Ok(()),
+            Caller::Tenant { tenant: own, .. } if own == tenant => Ok(()),
+            Caller::Tenant { .. } => Err(Error::Forbidden(format!(
+                "this caller is scoped to another tenant and cannot reach tenant {tenant:?}"
+            ))),
+        }
+    }
+}
+
+/// A clock in Unix seconds, so tests control time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> i64;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+}
+
+/// A request. Its JSON form is the socket protocol's request object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Hello,
+    Status,
+    TenantAdd {
+        name: String,
+    },
+    TenantList,
+    TenantRemove {
+        name: String,
+        #[serde(default)]
+        force: bool,
+    },
+    ClientSet {
+        tenant: String,
+        provider: String,
+        client_id: String,
+        #[serde(default)]
+        client_secret: Option<Secret>,
+        #[serde(default)]
+        token_url: Option<String>,
+        #[serde(default)]
+        authorization_url: Option<String>,
+        #[serde(default)]
+        device_authorization_url: Option<String>,
+        #[serde(default)]
+        revocation_url: Option<String>,
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+    },
+    ClientList {
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    ClientRemove {
+        tenant: String,
+        provider: String,
+    },
+    Put {
+        connection: String,
+        /// The token response object (SPEC §3 `put`).
+        token: serde_json::Value,
+    },
+    Get {
+        connection: String,
+        #[serde(default)]
+        min_ttl: Option<u64>,
+        #[serde(default)]
+        force_refresh: bool,
+    },
+    Show {
+        connection: String,
+    },
+    List {
+        /// `TENANT` or `TENANT/PROVIDER`
+        #[serde(default)]
+        filter: Option<String>,
+        #[serde(default)]
+        status: Option<Status>,
+    },
+    Remove {
+        connection: String,
+        #[serde(default)]
+        revoke: bool,
+    },
+    Audit {
+        #[serde(default)]
+        tenant: Option<String>,
+        /// Unix seconds; records at or after it.
+        #[serde(default)]
+        since: Option<i64>,
+    },
+    Passwd {
+        new_passphrase: Secret,
+    },
+    Rekey,
+}
+
+impl Request {
+    /// The op name, for logs and audit.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello => "hello",
+            Request::Status => "status",
+            Request::TenantAdd { .. } => "tenant_add",
+            Request::TenantList => "tenant_list",
+            Request::TenantRemove { .. } => "tenant_remove",
+            Request::ClientSet { .. } => "client_set",
+            Request::ClientList { .. } => "client_list",
+            Request::ClientRemove { .. } => "client_remove",
+            Request::Put { .. } => "put",
+            Request::Get { .. } => "get",
+            Request::Show { .. } => "show",
+            Request::List { .. } => "list",
+            Request::Remove { .. } => "remove",
+            Request::Audit { .. } => "audit",
+            Request::Passwd { .. } => "passwd",
+            Request::Rekey => "rekey",
+        }
+    }
+}
+
+/// Metadata of a connection: everything `show` may display, never a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionView {
+    pub connection: String,
+    pub tenant: String,
+    pub provider: String,
+    pub account: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub status_at: i64,
+    pub attempts: u32,
+    pub expires_at: Option<i64>,
+    pub refresh_expires_at: Option<i64>,
+    pub due_at: Option<i64>,
+    pub scope: Option<String>,
+    pub token_type: Option<String>,
+    pub has_refresh_token: bool,
+    pub has_id_token: bool,
+    pub metadata_keys: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_refresh_at: Option<i64>,
+    pub refresh_count: u64,
+}
+
+impl ConnectionView {
+    pub fn new(id: &ConnectionId, r: &ConnectionRecord) -> Self {
+        ConnectionView {
+            connection: id.to_string(),
+            tenant: id.tenant.clone(),
+            provider: id.provider.clone(),
+            account: id.account.clone(),
+            status: r.status,
+            reason: r.reason.clone(),
+            status_at: r.status_at,
+            attempts: r.attempts,
+            expires_at: r.expires_at,
+            refresh_expires_at: r.refresh_expires_at,
+            due_at: r.due_at,
+            scope: r.scope.clone(),
+            token_type: r.token_type.clone(),
+            has_refresh_token: r.has_refresh_token,
+            has_id_token: r.has_id_token,
+            metadata_keys: r.metadata_keys.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_refresh_at: r.last_refresh_at,
+            refresh_count: r.refresh_count,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantView {
+    pub name: String,
+    pub created_at: i64,
+    pub connections: u64,
+    pub clients: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientView {
+    pub tenant: String,
+    pub provider: String,
+    pub client_id: String,
+    pub has_secret: bool,
+    pub token_url: Option<String>,
+    pub authorization_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub params: BTreeMap<String, String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusView {
+    pub vault: String,
+    pub format_version: u32,
+    pub key_term: u32,
+    pub daemon: bool,
+    pub tenants: u64,
+    pub connections: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub next_due: Option<i64>,
+    pub next_due_connection: Option<String>,
+    pub expiring_within_hour: u64,
+    pub failures_last_hour: u64,
+    pub healthy: bool,
+}
+
+/// A response. Its JSON form (with `"ok":true` added by the server) is the protocol's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        server: String,
+        version: String,
+        protocol: u32,
+        format_version: u32,
+        caller: String,
+    },
+    Done {
+        message: String,
+    },
+    Token {
+        connection: String,
+        token: Secret,
+        expires_at: Option<i64>,
+        token_type: Option<String>,
+    },
+    Connection(ConnectionView),
+    Connections {
+        connections: Vec<ConnectionView>,
+    },
+    Tenants {
+        tenants: Vec<TenantView>,
+    },
+    Clients {
+        clients: Vec<ClientView>,
+    },
+    Audit {
+        records: Vec<AuditRecord>,
+    },
+    Status(StatusView),
+}
+
+/// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub connection: String,
+    pub from: Option<Status>,
+    pub to: Option<Status>,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The one place operations happen. Cheap to share: wrap in an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<StatusEvent>,
+    /// Audit records of token hand-outs, written in batches off the `get` path.
+    pending_audit: Mutex<Vec<AuditRecord>>,
+    daemon: bool,
+}
+
+impl Engine {
+    pub fn new(vault: Vault) -> Self {
+        Self::with_clock(vault, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(vault: Vault, clock: Arc<dyn Clock>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Engine {
+            vault,
+            clock,
+            events,
+            pending_audit: Mutex::new(Vec::new()),
+            daemon: false,
+        }
+    }
+
+    /// Marks this engine as running inside `serve` (reported by `status`).
+    pub fn set_daemon(&mut self, daemon: bool) {
+        self.daemon = daemon;
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Live status changes. Lagging receivers lose the oldest events, never block writers.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, ev: StatusEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    /// Answers one request for `caller`. Admin changes are audited in the same
+    /// transaction as the change; token hand-outs are queued for `flush_audit`.
+    pub async fn handle(&self, caller: &Caller, req: Request) -> Result<Response> {
+        let op = req.op();
+        let result = self.dispatch(caller, req).await;
+        if let Err(e) = &result {
+            tracing::debug!(op, code = e.code(), "request failed");
+        }
+        result
+    }
+
+    async fn dispatch(&self, caller: &Caller, req: Request) -> Result<Response> {
+        match req {
+            Request::Hello => Ok(Response::Hello {
+                server: "tokenvault".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol: PROTOCOL_VERSION,
+                format_version: crate::vault::schema::FORMAT_VERSION,
+                caller: match caller {
+                    Caller::Admin { .. } => "admin".into(),
+                    Caller::Tenant { tenant, .. } => format!("tenant:{tenant}"),
+                },
+            }),
+            Request::Status => self.status(caller),
+            Request::TenantAdd { name } => self.tenant_add(caller, &name),
+            Request::TenantList => self.tenant_list(caller),
+            Request::TenantRemove { name, force } => self.tenant_remove(caller, &name, force),
+            Request::ClientSet {
+                tenant,
+                provider,
+                client_id,
+                client_secret,
+                token_url,
+                authorization_url,
+                device_authorization_url,
+                revocation_url,
+                params,
+            } => {
+                caller.require_admin()?;
+                names::validate_tenant(&tenant)?;
+                names::validate_provider(&provider)?;
+                if client_id.is_empty() || client_id.len() > 1024 {
+                    return Err(Error::invalid("client id", "must be 1-1024 bytes"));
+                }
+                for url in [&token_url, &authorization_url, &device_authorization_url, &revocation_url]
+                    .into_iter()
+                    .flatten()
+                {
+                    validate_url(url)?;
+                }
+                let tx = self.vault.write()?;
+                self.require_tenant_exists(&tx, &tenant)?;
+                let old = tx.client(&tenant, &provider)?;
+                let rec = ClientRecord {
+                    client_id,
+                    // keep the stored secret unless a new one is given
+                    secret: old.and_then(|o| o.secret),
+                    token_url,
+                    authorization_url,
+                    device_authorization_url,
+                    revocation_url,
+                    params,
+                    updated_at: self.now(),
+                };
+                tx.put_client(&tenant, &provider, rec, client_secret.as_ref())?;
+                self.audit_in(&tx, caller, "client_set", Some(&tenant), &format!("{tenant}/{provider}"), "ok")?;
+                tx.commit()?;
+                Ok(done(format!("client {tenant}/{provider} saved")))
+            }
+            Request::ClientList { tenant } => {
+                caller.require_admin()?;
+                let rx = self.vault.read()?;
+                let clients = rx
+                    .clients(tenant.as_deref())?
+                    .into_iter()
+                    .map(|(t, p, c)| ClientView {
+                        tenant: t,
+                        provider: p,
+                        client_id: c.client_id,
+                        has_secret: c.secret.is_some(),
+                        token_url: c.token_url,
+                        authorization_url: c.authorization_url,
+                        device_authorization_url: c.device_authorization_url,
+                        revocation_url: c.revocation_url,
+                        params: c.params,
+                        updated_at: c.updated_at,
+                    })
+                    .collect();
+                Ok(Response::Clients { clients })
+            }
+            Request::ClientRemove { tenant, provider } => {
+                caller.require_admin()?;
+                let tx = self.vault.write()?;
+                if !tx.remove_client(&tenant, &provider)? {
+                    return Err(Error::not_found("client", format!("{tenant}/{provider}")));
+                }
+                self.audit_in(&tx, caller, "client_remove", Some(&tenant), &format!("{tenant}/{provider}"), "ok")?;
+                tx.commit()?;
+                Ok(done(format!("client {tenant}/{provider} removed")))
+            }
+            Request::Put { connection, token } => self.put(caller, &connection, token),
+            Request::Get {
+                connection,
+                min_ttl,
+                force_refresh,
+            } => self.get(caller, &connection, min_ttl.unwrap_or(30), force_refresh).await,
+            Request::Show { connection } => {
+                let id = ConnectionId::parse(&connection)?;
+                caller.require_tenant(&id.tenant)?;
+                let rx = self.vault.read()?;
+                let rec = rx
+                    .connection(&id.key())?
+                    .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
+                Ok(Response::Connection(ConnectionView::new(&id, &rec)))
+            }
+            Request::List { filter, status } => self.list(caller, filter.as_deref(), status),
+            Request::Remove { connection, revoke } => {
+                let id = ConnectionId::parse(&connection)?;
+                caller.require_admin()?;
+                if revoke {
+                    tracing::warn!("revocation at the provider is not implemented yet; removing locally only");
+                }
+                let tx = self.vault.write()?;
+                let old = tx
+                    .remove_connection(&id.key())?
+                    .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
+                self.audit_in(&tx, caller, "remove", Some(&id.tenant), &id.to_string(), "ok")?;
+                tx.commit()?;
+                self.emit(StatusEvent {
+                    connection: id.to_string(),
+                    from: Some(old.status),
+                    to: None,
+                    reason: Some("removed".into()),
+                    at: self.now(),
+                });
+                Ok(done(format!("connection {id} removed")))
+            }
+            Request::Audit { tenant, since } => {
+                match &tenant {
+                    Some(t) => caller.require_tenant(t)?,
+                    None => caller.require_admin()?,
+                }
+                self.flush_audit()?;
+                let rx = self.vault.read()?;
+                Ok(Response::Audit {
+                    records: rx.audit(tenant.as_deref(), since.unwrap_or(0))?,
+                })
+            }
+            Request::Passwd { new_passphrase } => {
+                caller.require_admin()?;
+                self.vault.change_passphrase(&new_passphrase, None)?;
+                self.audit_now(caller, "passwd", None, "vault", "ok")?;
+                Ok(done("passphrase changed; no record was rewritten".into()))
+            }
+            Request::Rekey => {
+                caller.require_admin()?;
+                let (term, n) = self.vault.rekey()?;
+                self.audit_now(caller, "rekey", None, "vault", &format!("term {term}"))?;
+                Ok(done(format!("new data key term {term}; {n} records re-encrypted")))
+            }
+        }
+    }
+
+    fn require_tenant_exists(&self, tx: &Tx, tenant: &str) -> Result<()> {
+        if tx.tenant(tenant)?.is_none() {
+            return Err(Error::NotFound {
+                what: "tenant",
+                name: format!("{tenant} (create it with `tokenvault tenant add {tenant}`)"),
+            });
+        }
+        Ok(())
+    }
+
+    fn tenant_add(&self, caller: &Caller, name: &str) -> Result<Response> {
+        caller.require_admin()?;
+        names::validate_tenant(name)?;
+        let tx = self.vault.write()?;
+        if tx.tenant(name)?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "tenant",
+                name: name.into(),
+            });
+        }
+        tx.put_tenant(
+            name,
+            &TenantRecord {
+                created_at: self.now(),
+            },
+        )?;
+        self.audit_in(&tx, caller, "tenant_add", Some(name), name, "ok")?;
+        tx.commit()?;
+        Ok(done(format!("tenant {name} added")))
+    }
+
+    fn tenant_list(&self, caller: &Caller) -> Result<Response> {
+        let rx = self.vault.read()?;
+        let mut tenants = Vec::new();
+        for (name, rec) in rx.tenants()? {
+            if caller.require_tenant(&name).is_err() {
+                continue;
+            }
+            let mut connections = 0;
+            rx.for_each_connection(&format!("{name}/"), |_, _| {
+                connections += 1;
+                Ok(true)
+            })?;
+            tenants.push(TenantView {
+                clients: rx.clients(Some(&name))?.len() as u64,
+                name,
+                created_at: rec.created_at,
+                connections,
+            });
+        }
+        Ok(Response::Tenants { tenants })
+    }
+
+    fn tenant_remove(&self, caller: &Caller, name: &str, force: bool) -> Result<Response> {
+        caller.require_admin()?;
+        let tx = self.vault.write()?;
+        if tx.tenant(name)?.is_none() {
+            return Err(Error::not_found("tenant", name));
+        }
+        let n = tx.connections(&format!("{name}/"))?.len();
+        let c = tx.clients(Some(name))?.len();
+        if (n > 0 || c > 0) && !force {
+            return Err(Error::invalid(
+                "tenant remove",
+                format!("tenant {name} still has {n} connections and {c} clients; pass --force to remove them all"),
+            ));
+        }
+        tx.remove_tenant(name)?;
+        self.audit_in(&tx, caller, "tenant_remove", Some(name), name, &format!("{n} connections removed"))?;
+        tx.commit()?;
+        Ok(done(format!("tenant {name} removed ({n} connections, {c} clients)")))
+    }
+
+    fn put(&self, caller: &Caller, connection: &str, token: serde_json::Value) -> Result<Response> {
+        let id = ConnectionId::parse(connection)?;
+        caller.require_tenant(&id.tenant)?;
+        let now = self.now();
+        let parsed = TokenResponse::from_value(token, now)?;
+        let key = id.key();
+        let tx = self.vault.write()?;
+        self.require_tenant_exists(&tx, &id.tenant)?;
+        let old = tx.connection(&key)?;
+        let rec = ConnectionRecord {
+            status: Status::Connected,
+            reason: Some("imported".into()),
+            status_at: now,
+            attempts: 0,
+            expires_at: parsed.expires_at,
+            refresh_expires_at: parsed.refresh_expires_at,
+            due_at: None,
+            scope: parsed.scope.clone(),
+            token_type: parsed.token_type.clone(),
+            has_refresh_token: parsed.secrets.refresh_token.is_some(),
+            has_id_token: parsed.secrets.id_token.is_some(),
+            metadata_keys: parsed.secrets.extra.keys().cloned().collect(),
+            created_at: old.as_ref().map(|o| o.created_at).unwrap_or(now),
+            updated_at: now,
+            last_refresh_at: old.as_ref().and_then(|o| o.last_refresh_at),
+            refresh_count: old.as_ref().map(|o| o.refresh_count).unwrap_or(0),
+            secrets: tx.seal_new(&key, &parsed.secrets),
+        };
+        tx.put_connection(&key, &rec)?;
+        self.audit_in(&tx, caller, "put", Some(&id.tenant), &key, "ok")?;
+        tx.commit()?;
+        if old.as_ref().map(|o| o.status) != Some(Status::Connected) {
+            self.emit(StatusEvent {
+                connection: key,
+                from: old.map(|o| o.status),
+                to: Some(Status::Connected),
+                reason: Some("imported".into()),
+                at: now,
+            });
+        }
+        Ok(done(format!("connection {id} stored")))
+    }
+
+    async fn get(
+        &self,
+        caller: &Caller,
+        connection: &str,
+        min_ttl: u64,
+        _force_refresh: bool,
+    ) -> Result<Response> {
+        let id = ConnectionId::parse(connection)?;
+        caller.require_tenant(&id.tenant)?;
+        let key = id.key();
+        let now = self.now();
+        let rx = self.vault.read()?;
+        let rec = rx
+            .connection(&key)?
+            .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
+        let outcome = match rec.status {
+            Status::NeedsReauth | Status::Disconnected => Err(Error::NeedsReauth {
+                connection: key.clone(),
+                reason: rec.reason.clone().unwrap_or_else(|| rec.status.to_string()),
+            }),
+            _ => match rec.expires_at {
+                Some(exp) if exp <= now + min_ttl as i64 => {
+                    // The refresh engine takes over here once it exists; until then an
+                    // expiring token cannot be renewed.
+                    Err(Error::NeedsReauth {
+                        connection: key.clone(),
+                        reason: if exp <= now {
+                            "the access token has expired".into()
+                        } else {
+                            format!("fewer than {min_ttl} s remain")
+                        },
+                    })
+                }
+                _ => Ok(()),
+            },
+        };
+        self.queue_audit(caller, "get", &id.tenant, &key, if outcome.is_ok() { "ok" } else { "refused" });
+        outcome?;
+        let secrets = rx.secrets(&key, &rec)?;
+        Ok(Response::Token {
+            connection: key,
+            token: secrets.access_token,
+            expires_at: rec.expires_at,
+            token_type: rec.token_type,
+        })
+    }
+
+    fn list(&self, caller: &Caller, filter: Option<&str>, status: Option<Status>) -> Result<Response> {
+        let prefix = match (filter, caller) {
+            (Some(f), _) => {
+                let mut parts = f.splitn(2, '/');
+                let t = parts.next().unwrap_or("");
+                names::validate_tenant(t)?;
+                caller.require_tenant(t)?;
+                match parts.next() {
+                    Some(p) if !p.is_empty() => {
+                        names::validate_provider(p)?;
+                        format!("{t}/{p}/")
+                    }
+                    _ => format!("{t}/"),
+                }
+            }
+            (None, Caller::Tenant { tenant, .. }) => format!("{tenant}/"),
+            (None, Caller::Admin { .. }) => String::new(),
+        };
+        let rx = self.vault.read()?;
+        let mut connections = Vec::new();
+        rx.for_each_connection(&prefix, |k, rec| {
+            if status.is_none_or(|s| s == rec.status) {
+                let id = ConnectionId::parse(k)?;
+                connections.push(ConnectionView::new(&id, &rec));
+            }
+            Ok(true)
+        })?;
+        Ok(Response::Connections { connections })
+    }
+
+    fn status(&self, caller: &Caller) -> Result<Response> {
+        let now = self.now();
+        let rx = self.vault.read()?;
+        let scope = match caller {
+            Caller::Admin { .. } => String::new(),
+            Caller::Tenant { tenant, .. } => format!("{tenant}/"),
+        };
+        let mut by_status: BTreeMap<String, u64> =
+            Status::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut connections = 0;
+        let mut expiring = 0;
+        let mut failures = 0;
+        rx.for_each_connection(&scope, |_, r| {
+            connections += 1;
+            *by_status.entry(r.status.to_string()).or_default() += 1;
+            if r.expires_at.is_some_and(|e| e > now && e <= now + 3600) {
+                expiring += 1;
+            }
+            if r.status != Status::Connected && r.status_at >= now - 3600 {
+                failures += 1;
+            }
+            Ok(true)
+        })?;
+        let next = if scope.is_empty() { rx.next_due()? } else { None };
+        let tenants = match caller {
+            Caller::Admin { .. } => rx.tenants()?.len() as u64,
+            Caller::Tenant { .. } => 1,
+        };
+        let unhealthy = by_status.get("error").copied().unwrap_or(0)
+            + by_status.get("needs_reauth").copied().unwrap_or(0)
+            + by_status.get("token_expired").copied().unwrap_or(0);
+        Ok(Response::Status(StatusView {
+            vault: self.vault.path().display().to_string(),
+            format_version: crate::vault::schema::FORMAT_VERSION,
+            key_term: self.vault.current_term(),
+            daemon: self.daemon,
+            tenants,
+            connections,
+            by_status,
+            next_due: next.as_ref().map(|n| n.0),
+            next_due_connection: next.map(|n| n.1),
+            expiring_within_hour: expiring,
+            failures_last_hour: failures,
+            healthy: unhealthy == 0,
+        }))
+    }
+
+    fn record(&self, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> AuditRecord {
+        AuditRecord {
+            at: self.now(),
+            actor: caller.actor().to_owned(),
+            action: action.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    /// Audits inside the transaction that makes the change: both or neither.
+    fn audit_in(&self, tx: &Tx, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> Result<()> {
+        tx.append_audit(&self.record(caller, action, tenant, target, outcome))
+    }
+
+    fn audit_now(&self, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> Result<()> {
+        let tx = self.vault.write()?;
+        self.audit_in(&tx, caller, action, tenant, target, outcome)?;
+        tx.commit()
+    }
+
+    /// Queues an audit record of a hand-out; no disk write on the caller's path.
+    fn queue_audit(&self, caller: &Caller, action: &str, tenant: &str, target: &str, outcome: &str) {
+        let rec = self.record(caller, action, Some(tenant), target, outcome);
+        self.pending_audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec);
+    }
+
+    /// Writes queued audit records in one durable transaction. The daemon calls it every
+    /// second and at shutdown; the CLI before it exits.
+    pub fn flush_audit(&self) -> Result<usize> {
+        let batch = std::mem::take(&mut *self.pending_audit.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.vault.write()?;
+        for rec in &batch {
+            tx.append_audit(rec)?;
+        }
+        tx.commit()?;
+        Ok(batch.len())
+    }
+}
+
+fn done(message: String) -> Response {
+    Response::Done { message }
+}
+
+/// Endpoint overrides must be absolute http(s) URLs. Plain http is allowed only for
+/// loopback (tests, local development).
+pub fn validate_url(url: &str) -> Result<()> {
+    let ok = url.starts_with("https://")
+        || url.starts_with("http://127.0.0.1")
+        || url.starts_with("http://localhost")
+        || url.starts_with("http://[::1]");
+    if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            "URL",
+            format!("{url:?} must be https:// (or http:// on loopback)"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The library's one error type at the engine boundary, with the exit code (§3) and the
+//! socket error code (§6) each variant maps to.
+//!
+//! Messages say what happened and what to do next. They never carry a secret: variants
+//! hold names, paths and reasons, never token or key material.
+
+use std::path::PathBuf;
+
+/// Exit codes of SPEC §3.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const OTHER: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const LOCKED: i32 = 3;
+    pub const NOT_FOUND: i32 = 4;
+    pub const FORBIDDEN: i32 = 5;
+    pub const NEEDS_REAUTH: i32 = 6;
+    pub const UNAVAILABLE: i32 = 7;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("wrong passphrase for vault {path}: check the passphrase file or TOKENVAULT_PASSPHRASE and try again")]
+    WrongPassphrase { path: PathBuf },
+
+    #[error(
+        "vault {path} is in use by another process (a running `tokenvault serve`?): stop it, or let the command reach the daemon through its socket"
+    )]
+    VaultInUse { path: PathBuf },
+
+    #[error(
+        "no passphrase given and no terminal to ask on: use --passphrase-file, TOKENVAULT_PASSPHRASE_FILE or TOKENVAULT_PASSPHRASE"
+    )]
+    NoPassphrase,
+
+    #[error("no vault at {path}: create one with `tokenvault init` or pass --vault")]
+    NoVault { path: PathBuf },
+
+    #[error("a file already exists at {path}: `init` never overwrites; choose another --vault path or remove the file yourself")]
+    VaultExists { path: PathBuf },
+
+    #[error("vault {path} is not a readable tokenvault file ({reason}): restore it from a backup")]
+    Corrupt { path: PathBuf, reason: String },
+
+    #[error(
+        "vault {path} has format version {found}, newer than this tokenvault understands ({supported}): upgrade tokenvault"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error(
+        "the record {table}/{key} failed its integrity check (tampered, corrupted, or moved from another record): restore it from a backup or remove and re-import it"
+    )]
+    Integrity { table: &'static str, key: String },
+
+    #[error("{what} not found: {name}")]
+    NotFound { what: &'static str, name: String },
+
+    #[error("{what} already exists: {name}")]
+    AlreadyExists { what: &'static str, name: String },
+
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    #[error("{connection} needs re-authorisation ({reason}): run `tokenvault connect {connection}` or `put` a new token")]
+    NeedsReauth { connection: String, reason: String },
+
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    #[error("provider unavailable for {connection} ({reason}): retry later")]
+    ProviderUnavailable { connection: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("storage error ({0}): the vault file may be damaged or the disk full; check free space and `tokenvault status`")]
+    Storage(String),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            what,
+            name: name.into(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Exit code of SPEC §3.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
+                exit::LOCKED
+            }
+            Error::NotFound { .. } | Error::NoVault { .. } => exit::NOT_FOUND,
+            Error::Forbidden(_) | Error::Unauthorized(_) => exit::FORBIDDEN,
+            Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
+            Error::ProviderUnavailable { .. } => exit::UNAVAILABLE,
+            Error::Invalid { .. } => exit::USAGE,
+            _ => exit::OTHER,
+        }
+    }
+
+    /// Error code of the socket protocol (SPEC §6).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
+                "locked"
+            }
+            Error::NotFound { .. } | Error::NoVault { .. } => "not_found",
+            Error::Forbidden(_) => "forbidden",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::NeedsReauth { .. } => "needs_reauth",
+            Error::Config(_) => "config_error",
+            Error::ProviderUnavailable { .. } => "provider_unavailable",
+            Error::Invalid { .. } | Error::AlreadyExists { .. } => "bad_request",
+            _ => "internal",
+        }
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self { Error::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_from!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

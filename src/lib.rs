@@ -1,0 +1,27 @@
+//! tokenvault: an encrypted, multi-tenant OAuth and API token vault that keeps tokens
+//! valid and hands them out (see shared/SPEC.md for the contract).
+//!
+//! # Layout
+//!
+//! - [`engine`]: `Engine`, every operation as `Request` → `Response` for a `Caller`; the
+//!   one entry point of the CLI, the daemon and the TUI.
+//! - [`vault`]: the redb file, its schema (every table in `vault::schema`), the key
+//!   hierarchy and sealing (`vault::crypto`, the only module touching ciphers), records.
+//! - [`token`]: parsing OAuth token responses.
+//! - [`names`]: tenant / provider / account / connection-address validation.
+//! - [`secret`]: `Secret`, a string that never prints.
+//! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
+//! - [`error`]: the error type, with exit codes and protocol error codes.
+//!
+//! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod names;
+pub mod secret;
+pub mod token;
+pub mod vault;
+
+pub use engine::{Caller, Engine, Request, Response};
+pub use error::{Error, Result};

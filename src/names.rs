@@ -1,0 +1,137 @@
+//! Names of SPEC §2: tenants, providers, accounts and `TENANT/PROVIDER/ACCOUNT` connection
+//! addresses. Validation lives here so every front end refuses the same inputs.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// `[a-z0-9][a-z0-9_-]{0,62}`
+pub fn validate_tenant(name: &str) -> Result<()> {
+    validate_slug("tenant name", name)
+}
+
+/// Providers follow the tenant rule (built-ins such as `apple-music` fit it).
+pub fn validate_provider(name: &str) -> Result<()> {
+    validate_slug("provider name", name)
+}
+
+fn validate_slug(what: &'static str, name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            format!("{name:?} must match [a-z0-9][a-z0-9_-]{{0,62}}"),
+        ))
+    }
+}
+
+/// Any non-empty UTF-8 without `/`, at most 255 bytes (and no control characters, which
+/// would only ever be a mistake and make terminal output lie).
+pub fn validate_account(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.contains('/') || name.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            "account name",
+            "must be 1-255 bytes of UTF-8 without '/' or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A connection address `TENANT/PROVIDER/ACCOUNT`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConnectionId {
+    pub tenant: String,
+    pub provider: String,
+    pub account: String,
+}
+
+impl ConnectionId {
+    pub fn new(tenant: &str, provider: &str, account: &str) -> Result<Self> {
+        validate_tenant(tenant)?;
+        validate_provider(provider)?;
+        validate_account(account)?;
+        Ok(ConnectionId {
+            tenant: tenant.to_owned(),
+            provider: provider.to_owned(),
+            account: account.to_owned(),
+        })
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut parts = s.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(t), Some(p), Some(a)) => Self::new(t, p, a),
+            _ => Err(Error::invalid(
+                "connection",
+                format!("{s:?} is not of the form TENANT/PROVIDER/ACCOUNT"),
+            )),
+        }
+    }
+
+    /// The record key in the connections table.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.provider, self.account)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({self})")
+    }
+}
+
+impl TryFrom<String> for ConnectionId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ConnectionId> for String {
+    fn from(c: ConnectionId) -> String {
+        c.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names() {
+        for ok in ["a", "acme", "0x", "a-b_c", &"a".repeat(63)] {
+            assert!(validate_tenant(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "acme!", "a/b", &"a".repeat(64), "é"] {
+            assert!(validate_tenant(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_ids() {
+        let c = ConnectionId::parse("acme/spotify/alice@example.com").unwrap();
+        assert_eq!(c.account, "alice@example.com");
+        assert_eq!(c.to_string(), "acme/spotify/alice@example.com");
+        assert!(ConnectionId::parse("acme/spotify/ünïcode name").is_ok());
+        for bad in ["acme", "acme/spotify", "acme/spotify/", "acme/spotify/a/b", "Acme/x/y"] {
+            assert!(ConnectionId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ConnectionId::parse(&format!("a/b/{}", "x".repeat(256))).is_err());
+    }
+}

@@ -1,0 +1,823 @@
+//! The vault file: one redb database holding every table of `schema`, unlocked by a
+//! passphrase (SPEC §4).
+//!
+//! Owns: opening, creating, unlocking, the format version and migrations, the keyring in
+//! memory, and typed access to records (`Tx`). Must not: know about providers, HTTP, the
+//! socket, or callers; decide who may do what (that is the `Engine`).
+//!
+//! Opening never writes before the passphrase is proven: the file is first opened
+//! read-only, the header read and the keyring unwrapped; only then is it reopened for
+//! writing. A wrong passphrase, a garbage or truncated file therefore leave the file
+//! byte-for-byte unchanged. redb may panic on some corrupt files instead of returning an
+//! error; those opens run under `catch_unwind` and report `Error::Corrupt`.
+//!
+//! Every write transaction commits with `Durability::Immediate` (redb's default): when
+//! `commit` returns, the change is on disk, fully or not at all.
+
+pub mod crypto;
+pub mod records;
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crypto::{KdfParams, Kek, Keyring, Sealed};
+use records::*;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use schema::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub use crypto::{DEFAULT_ITERATIONS, DEFAULT_MEMORY_MIB, DEFAULT_PARALLELISM};
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own record structs into a Vec cannot fail.
+    rmp_serde::to_vec_named(v).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|_| Error::Integrity {
+        table,
+        key: key.to_owned(),
+    })
+}
+
+/// An unlocked vault.
+pub struct Vault {
+    db: Database,
+    path: PathBuf,
+    keyring: RwLock<Arc<Keyring>>,
+    /// Kept while unlocked so `rekey` can wrap a new keyring without asking again. It can
+    /// do nothing the keyring in memory cannot already do.
+    kek: RwLock<Kek>,
+    header: RwLock<Header>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("path", &self.path).finish()
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 where they do not exist yet.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create directory {}", dir.display()), e))
+}
+
+fn map_db_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            Error::VaultInUse {
+                path: path.to_owned(),
+            }
+        }
+        redb::DatabaseError::UpgradeRequired(v) => Error::Corrupt {
+            path: path.to_owned(),
+            reason: format!("redb file format {v} needs an upgrade"),
+        },
+        other => Error::Corrupt {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: "the storage engine could not parse it".into(),
+        }),
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Vault {
+    /// Creates a new vault at `path`. Refuses to touch an existing file. The directory is
+    /// created 0700 and the file 0600.
+    pub fn init(path: &Path, passphrase: &Secret, kdf: KdfParams) -> Result<Vault> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if passphrase.is_empty() {
+            return Err(Error::invalid("passphrase", "must not be empty"));
+        }
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::VaultExists {
+                    path: path.to_owned(),
+                },
+                _ => Error::io(format!("cannot create {}", path.display()), e),
+            })?;
+        let result = (|| {
+            let backend = redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
+            let db = redb::Builder::new()
+                .create_with_backend(backend)
+                .map_err(|e| map_db_error(path, e))?;
+            let kek = kdf.derive(passphrase.expose().as_bytes())?;
+            let ring = Keyring::generate(FORMAT_VERSION);
+            let header = Header {
+                kdf,
+                keyring: ring.wrap(&kek),
+                created_at: now(),
+                passphrase_changed_at: None,
+                rekeyed_at: None,
+            };
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
+                meta.insert("header", encode(&header).as_slice())?;
+                // Create every table so read transactions never meet a missing one.
+                txn.open_table(TENANTS)?;
+                txn.open_table(CLIENTS)?;
+                txn.open_table(CONNECTIONS)?;
+                txn.open_table(DUE)?;
+                txn.open_table(AUDIT)?;
+                txn.open_table(TENANT_KEYS)?;
+                txn.open_table(GRANTS)?;
+                txn.open_table(APPLE_KEYS)?;
+            }
+            txn.commit()?;
+            Ok(Vault {
+                db,
+                path: path.to_owned(),
+                keyring: RwLock::new(Arc::new(ring)),
+                kek: RwLock::new(kek),
+                header: RwLock::new(header),
+            })
+        })();
+        if result.is_err() {
+            // Leave nothing half-made behind: the file is ours, created above.
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    /// Opens and unlocks the vault at `path`.
+    pub fn open(path: &Path, passphrase: &Secret) -> Result<Vault> {
+        if !path.exists() {
+            return Err(Error::NoVault {
+                path: path.to_owned(),
+            });
+        }
+        let (format, header) = Self::read_header(path)?;
+        let kek = header.kdf.derive(passphrase.expose().as_bytes())?;
+        let ring = Keyring::unwrap(&kek, &header.keyring, format).ok_or_else(|| {
+            Error::WrongPassphrase {
+                path: path.to_owned(),
+            }
+        })?;
+        let db = guard(path, || {
+            redb::Builder::new()
+                .open(path)
+                .map_err(|e| map_db_error(path, e))
+        })?;
+        let vault = Vault {
+            db,
+            path: path.to_owned(),
+            keyring: RwLock::new(Arc::new(ring)),
+            kek: RwLock::new(kek),
+            header: RwLock::new(header),
+        };
+        if format < FORMAT_VERSION {
+            vault.migrate(format)?;
+        }
+        Ok(vault)
+    }
+
+    /// Reads format version and header without opening the file for writing.
+    pub fn read_header(path: &Path) -> Result<(u32, Header)> {
+        guard(path, || {
+            let corrupt = |reason: &str| Error::Corrupt {
+                path: path.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let ro = match redb::ReadOnlyDatabase::open(path) {
+                Ok(db) => db,
+                Err(redb::DatabaseError::RepairAborted) => {
+                    // Not closed cleanly (a crash): let redb repair it, then read.
+                    drop(
+                        redb::Builder::new()
+                            .open(path)
+                            .map_err(|e| map_db_error(path, e))?,
+                    );
+                    redb::ReadOnlyDatabase::open(path).map_err(|e| map_db_error(path, e))?
+                }
+                Err(e) => return Err(map_db_error(path, e)),
+            };
+            let txn = ro.begin_read().map_err(|e| corrupt(&e.to_string()))?;
+            let meta = txn
+                .open_table(META)
+                .map_err(|_| corrupt("it has no tokenvault header"))?;
+            let format = meta
+                .get("format_version")
+                .map_err(|e| corrupt(&e.to_string()))?
+                .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| corrupt("format version missing"))?;
+            if format > FORMAT_VERSION {
+                return Err(Error::TooNew {
+                    path: path.to_owned(),
+                    found: format,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            let header: Header = meta
+                .get("header")
+                .map_err(|e| corrupt(&e.to_string()))?
+                .and_then(|g| rmp_serde::from_slice(g.value()).ok())
+                .ok_or_else(|| corrupt("header missing or unreadable"))?;
+            Ok((format, header))
+        })
+    }
+
+    /// Upgrades an older file layout in one transaction. Format 1 is the first; each
+    /// future bump adds a step `n → n+1` here, and a fixture of the old file in `fixtures/`.
+    fn migrate(&self, from: u32) -> Result<()> {
+        let tx = self.write()?;
+        #[allow(clippy::match_single_binding)]
+        match from {
+            // no older formats exist yet
+            _ => {}
+        }
+        {
+            let mut meta = tx.txn.open_table(META)?;
+            meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
+        }
+        tx.commit()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> Header {
+        // A poisoned lock means a panic mid-update of plain data; the value is still whole.
+        self.header.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn ring(&self) -> Arc<Keyring> {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn current_term(&self) -> u32 {
+        self.ring().current_term()
+    }
+
+    /// A short keyed pseudonym of a name, for logs (SPEC §9).
+    pub fn pseudonym(&self, name: &str) -> String {
+        self.ring().pseudonym(name)
+    }
+
+    pub fn read(&self) -> Result<Rx> {
+        Ok(Rx {
+            txn: self.db.begin_read()?,
+            ring: self.ring(),
+        })
+    }
+
+    /// A durable write transaction. Dropped without `commit`, it changes nothing.
+    pub fn write(&self) -> Result<Tx> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        Ok(Tx {
+            txn,
+            ring: self.ring(),
+        })
+    }
+
+    /// A write transaction that is not synced at commit; it becomes durable with the next
+    /// durable commit. For audit records of token hand-outs (SPEC §9), never for tokens.
+    pub fn write_lazy(&self) -> Result<Tx> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        Ok(Tx {
+            txn,
+            ring: self.ring(),
+        })
+    }
+
+    /// Changes the passphrase: a new salt, a new KEK, the same keyring rewrapped. Writes
+    /// the header only; no record is touched.
+    pub fn change_passphrase(&self, new: &Secret, kdf: Option<KdfParams>) -> Result<()> {
+        if new.is_empty() {
+            return Err(Error::invalid("passphrase", "must not be empty"));
+        }
+        let mut header = self.header();
+        let mut kdf = kdf.unwrap_or_else(|| header.kdf.clone());
+        kdf.salt = crypto::random_bytes(16);
+        let kek: Kek = kdf.derive(new.expose().as_bytes())?;
+        header.kdf = kdf;
+        header.keyring = self.ring().wrap(&kek);
+        header.passphrase_changed_at = Some(now());
+        let tx = self.write()?;
+        tx.put_header(&header)?;
+        tx.commit()?;
+        *self.header.write().unwrap_or_else(|p| p.into_inner()) = header;
+        *self.kek.write().unwrap_or_else(|p| p.into_inner()) = kek;
+        Ok(())
+    }
+
+    /// Adds a new data-key term and re-seals every sealed value under it, in one
+    /// transaction: on any failure the vault is as before. Returns (new term, records
+    /// re-sealed). Older terms are dropped from the keyring once nothing uses them.
+    pub fn rekey(&self) -> Result<(u32, usize)> {
+        let mut header = self.header();
+        let old = self.ring();
+        let kek = self.kek.read().unwrap_or_else(|p| p.into_inner());
+        let mut next = Keyring::unwrap(&kek, &header.keyring, FORMAT_VERSION)
+            .ok_or_else(|| Error::Internal("the keyring in the header no longer opens".into()))?;
+        let term = next.add_term();
+        next.retain_current();
+        let next = Arc::new(next);
+        let mut count = 0usize;
+        let txn = self.db.begin_write()?;
+        {
+            count += reseal_table(&txn, CLIENTS, names::CLIENTS, &old, &next, |r: &mut ClientRecord| {
+                r.secret.as_mut().into_iter().collect()
+            })?;
+            count += reseal_table(
+                &txn,
+                CONNECTIONS,
+                names::CONNECTIONS,
+                &old,
+                &next,
+                |r: &mut ConnectionRecord| vec![&mut r.secrets],
+            )?;
+            count += reseal_table(
+                &txn,
+                APPLE_KEYS,
+                names::APPLE_KEYS,
+                &old,
+                &next,
+                |r: &mut AppleKeyRecord| vec![&mut r.private_key],
+            )?;
+            header.keyring = next.wrap(&kek);
+            header.rekeyed_at = Some(now());
+            let mut meta = txn.open_table(META)?;
+            meta.insert("header", encode(&header).as_slice())?;
+        }
+        txn.commit()?;
+        drop(kek);
+        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.header.write().unwrap_or_else(|p| p.into_inner()) = header;
+        Ok((term, count))
+    }
+
+    /// Counts per table, for `status` and backups.
+    pub fn table_counts(&self) -> Result<Vec<(&'static str, u64)>> {
+        let r = self.db.begin_read()?;
+        Ok(vec![
+            ("tenants", r.open_table(TENANTS)?.len()?),
+            ("clients", r.open_table(CLIENTS)?.len()?),
+            ("connections", r.open_table(CONNECTIONS)?.len()?),
+            ("audit", r.open_table(AUDIT)?.len()?),
+            ("tenant_keys", r.open_table(TENANT_KEYS)?.len()?),
+            ("grants", r.open_table(GRANTS)?.len()?),
+            ("apple_keys", r.open_table(APPLE_KEYS)?.len()?),
+        ])
+    }
+
+    /// The raw redb handle, for backup and benchmarks. Writes through it bypass sealing.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+fn reseal_table<R, F>(
+    txn: &redb::WriteTransaction,
+    def: redb::TableDefinition<&str, &[u8]>,
+    name: &'static str,
+    old: &Keyring,
+    next: &Keyring,
+    fields: F,
+) -> Result<usize>
+where
+    R: Serialize + DeserializeOwned,
+    F: Fn(&mut R) -> Vec<&mut Sealed>,
+{
+    let mut table = txn.open_table(def)?;
+    let keys: Vec<String> = table
+        .iter()?
+        .map(|e| e.map(|(k, _)| k.value().to_owned()))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut n = 0;
+    for key in keys {
+        let bytes = match table.get(key.as_str())? {
+            Some(g) => g.value().to_vec(),
+            None => continue,
+        };
+        let mut rec: R = decode(name, &key, &bytes)?;
+        for sealed in fields(&mut rec) {
+            let plain = old.open(name, &key, sealed)?;
+            *sealed = next.seal(name, &key, &plain);
+        }
+        table.insert(key.as_str(), encode(&rec).as_slice())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Read access shared by `Rx` and `Tx`.
+macro_rules! read_api {
+    () => {
+        pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
+            let t = self.txn.open_table(TENANTS)?;
+            let v = t.get(name)?;
+            v.map(|g| decode("tenants", name, g.value())).transpose()
+        }
+
+        pub fn tenants(&self) -> Result<Vec<(String, TenantRecord)>> {
+            let t = self.txn.open_table(TENANTS)?;
+            let mut out = Vec::new();
+            for e in t.iter()? {
+                let (k, v) = e?;
+                out.push((k.value().to_owned(), decode("tenants", k.value(), v.value())?));
+            }
+            Ok(out)
+        }
+
+        pub fn client(&self, tenant: &str, provider: &str) -> Result<Option<ClientRecord>> {
+            let key = format!("{tenant}/{provider}");
+            let t = self.txn.open_table(CLIENTS)?;
+            let v = t.get(key.as_str())?;
+            v.map(|g| decode("clients", &key, g.value())).transpose()
+        }
+
+        /// Clients of one tenant (or all), as (tenant, provider, record).
+        pub fn clients(&self, tenant: Option<&str>) -> Result<Vec<(String, String, ClientRecord)>> {
+            let t = self.txn.open_table(CLIENTS)?;
+            let mut out = Vec::new();
+            let prefix = tenant.map(|t| format!("{t}/"));
+            let iter = match &prefix {
+                Some(p) => t.range::<&str>(p.as_str()..)?,
+                None => t.iter()?,
+            };
+            for e in iter {
+                let (k, v) = e?;
+                let key = k.value();
+                if let Some(p) = &prefix {
+                    if !key.starts_with(p.as_str()) {
+                        break;
+                    }
+                }
+                let (tn, pn) = key.split_once('/').unwrap_or((key, ""));
+                out.push((tn.to_owned(), pn.to_owned(), decode("clients", key, v.value())?));
+            }
+            Ok(out)
+        }
+
+        /// Opens a client's secret.
+        pub fn client_secret(&self, tenant: &str, provider: &str, rec: &ClientRecord) -> Result<Option<Secret>> {
+            let key = format!("{tenant}/{provider}");
+            match &rec.secret {
+                None => Ok(None),
+                Some(s) => {
+                    let plain = self.ring.open(names::CLIENTS, &key, s)?;
+                    let s = std::str::from_utf8(&plain).map_err(|_| Error::Integrity { table: "clients", key: key.clone() })?;
+                    Ok(Some(Secret::new(s)))
+                }
+            }
+        }
+
+        pub fn connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
+            let t = self.txn.open_table(CONNECTIONS)?;
+            let v = t.get(key)?;
+            v.map(|g| decode("connections", key, g.value())).transpose()
+        }
+
+        /// Opens a connection's tokens.
+        pub fn secrets(&self, key: &str, rec: &ConnectionRecord) -> Result<TokenSecrets> {
+            let plain = self.ring.open(names::CONNECTIONS, key, &rec.secrets)?;
+            decode("connections", key, &plain)
+        }
+
+        /// Connections whose key starts with `prefix` (`""` for all), in key order.
+        pub fn connections(&self, prefix: &str) -> Result<Vec<(String, ConnectionRecord)>> {
+            let mut out = Vec::new();
+            self.for_each_connection(prefix, |k, r| {
+                out.push((k.to_owned(), r));
+                Ok(true)
+            })?;
+            Ok(out)
+        }
+
+        /// Streams connections under `prefix`; `f` returns false to stop.
+        pub fn for_each_connection(
+            &self,
+            prefix: &str,
+            mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
+        ) -> Result<()> {
+            let t = self.txn.open_table(CONNECTIONS)?;
+            for e in t.range::<&str>(prefix..)? {
+                let (k, v) = e?;
+                let key = k.value();
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                if !f(key, decode("connections", key, v.value())?)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+
+        /// The earliest entries of the due index, up to `limit`, with due time ≤ `until`.
+        pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+            let t = self.txn.open_table(DUE)?;
+            let mut out = Vec::new();
+            for e in t.iter()? {
+                let (k, _) = e?;
+                let (at, key) = k.value();
+                if at > until || out.len() >= limit {
+                    break;
+                }
+                out.push((at, key.to_owned()));
+            }
+            Ok(out)
+        }
+
+        /// The earliest due time, if any connection is scheduled.
+        pub fn next_due(&self) -> Result<Option<(i64, String)>> {
+            let t = self.txn.open_table(DUE)?;
+            let first = t.first()?;
+            Ok(first.map(|(k, _)| {
+                let (at, key) = k.value();
+                (at, key.to_owned())
+            }))
+        }
+
+        /// Audit records after `since` (unix seconds), optionally of one tenant.
+        pub fn audit(&self, tenant: Option<&str>, since: i64) -> Result<Vec<AuditRecord>> {
+            let t = self.txn.open_table(AUDIT)?;
+            let mut out = Vec::new();
+            for e in t.iter()?.rev() {
+                let (k, v) = e?;
+                let rec: AuditRecord = decode("audit", &k.value().to_string(), v.value())?;
+                if rec.at < since {
+                    break;
+                }
+                if tenant.is_none() || rec.tenant.as_deref() == tenant {
+                    out.push(rec);
+                }
+            }
+            out.reverse();
+            Ok(out)
+        }
+
+        pub fn tenant_key(&self, id: &str) -> Result<Option<TenantKeyRecord>> {
+            let t = self.txn.open_table(TENANT_KEYS)?;
+            let v = t.get(id)?;
+            v.map(|g| decode("tenant_keys", id, g.value())).transpose()
+        }
+
+        pub fn tenant_keys(&self, tenant: Option<&str>) -> Result<Vec<(String, TenantKeyRecord)>> {
+            let t = self.txn.open_table(TENANT_KEYS)?;
+            let mut out = Vec::new();
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let rec: TenantKeyRecord = decode("tenant_keys", k.value(), v.value())?;
+                if tenant.is_none_or(|t| t == rec.tenant) {
+                    out.push((k.value().to_owned(), rec));
+                }
+            }
+            Ok(out)
+        }
+
+        pub fn grant(&self, uid: u32) -> Result<Option<String>> {
+            let t = self.txn.open_table(GRANTS)?;
+            let v = t.get(uid)?;
+            Ok(v.map(|g| g.value().to_owned()))
+        }
+
+        pub fn grants(&self) -> Result<Vec<(u32, String)>> {
+            let t = self.txn.open_table(GRANTS)?;
+            let mut out = Vec::new();
+            for e in t.iter()? {
+                let (k, v) = e?;
+                out.push((k.value(), v.value().to_owned()));
+            }
+            Ok(out)
+        }
+
+        pub fn apple_keys(&self, tenant: &str) -> Result<Vec<AppleKeyRecord>> {
+            let t = self.txn.open_table(APPLE_KEYS)?;
+            let prefix = format!("{tenant}/");
+            let mut out = Vec::new();
+            for e in t.range::<&str>(prefix.as_str()..)? {
+                let (k, v) = e?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push(decode("apple_keys", k.value(), v.value())?);
+            }
+            Ok(out)
+        }
+
+        /// Opens an Apple key's PKCS#8 DER.
+        pub fn apple_private_key(&self, tenant: &str, rec: &AppleKeyRecord) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+            let key = format!("{tenant}/{}", rec.key_id);
+            self.ring.open(names::APPLE_KEYS, &key, &rec.private_key)
+        }
+    };
+}
+
+/// A read transaction: a consistent snapshot.
+pub struct Rx {
+    txn: redb::ReadTransaction,
+    ring: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for Rx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rx")
+    }
+}
+
+impl Rx {
+    read_api!();
+}
+
+/// A write transaction. Nothing it does is visible or durable until `commit`.
+pub struct Tx {
+    txn: redb::WriteTransaction,
+    ring: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl Tx {
+    read_api!();
+
+    /// Applies everything atomically; with `Durability::Immediate`, on disk when it returns.
+    pub fn commit(self) -> Result<()> {
+        self.txn.commit()?;
+        Ok(())
+    }
+
+    fn put_header(&self, header: &Header) -> Result<()> {
+        let mut meta = self.txn.open_table(META)?;
+        meta.insert("header", encode(header).as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_tenant(&self, name: &str, rec: &TenantRecord) -> Result<()> {
+        self.txn
+            .open_table(TENANTS)?
+            .insert(name, encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a tenant and everything it owns. Returns the number of connections removed.
+    pub fn remove_tenant(&self, name: &str) -> Result<usize> {
+        let prefix = format!("{name}/");
+        let conns = self.connections(&prefix)?;
+        for (k, _) in &conns {
+            self.remove_connection(k)?;
+        }
+        for (_, p, _) in self.clients(Some(name))? {
+            self.remove_client(name, &p)?;
+        }
+        {
+            let mut keys = self.txn.open_table(TENANT_KEYS)?;
+            keys.retain(|_, v| {
+                rmp_serde::from_slice::<TenantKeyRecord>(v).map(|r| r.tenant != name).unwrap_or(true)
+            })?;
+            let mut grants = self.txn.open_table(GRANTS)?;
+            grants.retain(|_, t| t != name)?;
+            let mut apple = self.txn.open_table(APPLE_KEYS)?;
+            apple.retain(|k, _| !k.starts_with(&prefix))?;
+        }
+        self.txn.open_table(TENANTS)?.remove(name)?;
+        Ok(conns.len())
+    }
+
+    /// Stores a client; `secret` (if given) is sealed to this record. `keep_secret` keeps
+    /// the sealed secret already stored when none is given.
+    pub fn put_client(
+        &self,
+        tenant: &str,
+        provider: &str,
+        mut rec: ClientRecord,
+        secret: Option<&Secret>,
+    ) -> Result<()> {
+        let key = format!("{tenant}/{provider}");
+        if let Some(s) = secret {
+            rec.secret = Some(self.ring.seal(names::CLIENTS, &key, s.expose().as_bytes()));
+        }
+        self.txn
+            .open_table(CLIENTS)?
+            .insert(key.as_str(), encode(&rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_client(&self, tenant: &str, provider: &str) -> Result<bool> {
+        let key = format!("{tenant}/{provider}");
+        Ok(self.txn.open_table(CLIENTS)?.remove(key.as_str())?.is_some())
+    }
+
+    /// Seals `secrets` into `rec` for record `key`.
+    pub fn seal_secrets(&self, key: &str, rec: &mut ConnectionRecord, secrets: &TokenSecrets) {
+        let plain = zeroize::Zeroizing::new(encode(secrets));
+        rec.secrets = self.ring.seal(names::CONNECTIONS, key, &plain);
+    }
+
+    /// A sealed value for a new record, before it exists.
+    pub fn seal_new(&self, key: &str, secrets: &TokenSecrets) -> Sealed {
+        let plain = zeroize::Zeroizing::new(encode(secrets));
+        self.ring.seal(names::CONNECTIONS, key, &plain)
+    }
+
+    /// Stores a connection record and keeps the due index in step with `rec.due_at`.
+    pub fn put_connection(&self, key: &str, rec: &ConnectionRecord) -> Result<()> {
+        let mut t = self.txn.open_table(CONNECTIONS)?;
+        let old_due = match t.insert(key, encode(rec).as_slice())? {
+            Some(old) => rmp_serde::from_slice::<ConnectionRecord>(old.value())
+                .ok()
+                .and_then(|o| o.due_at),
+            None => None,
+        };
+        if old_due != rec.due_at {
+            let mut due = self.txn.open_table(DUE)?;
+            if let Some(at) = old_due {
+                due.remove((at, key))?;
+            }
+            if let Some(at) = rec.due_at {
+                due.insert((at, key), ())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove_connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
+        let mut t = self.txn.open_table(CONNECTIONS)?;
+        let old: Option<ConnectionRecord> = match t.remove(key)? {
+            Some(g) => rmp_serde::from_slice(g.value()).ok(),
+            None => None,
+        };
+        if let Some(at) = old.as_ref().and_then(|o| o.due_at) {
+            self.txn.open_table(DUE)?.remove((at, key))?;
+        }
+        Ok(old)
+    }
+
+    pub fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
+        let mut t = self.txn.open_table(AUDIT)?;
+        let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        t.insert(next, encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_tenant_key(&self, id: &str, rec: &TenantKeyRecord) -> Result<()> {
+        self.txn
+            .open_table(TENANT_KEYS)?
+            .insert(id, encode(rec).as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_grant(&self, uid: u32, tenant: &str) -> Result<()> {
+        self.txn.open_table(GRANTS)?.insert(uid, tenant)?;
+        Ok(())
+    }
+
+    pub fn remove_grant(&self, uid: u32) -> Result<bool> {
+        Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some())
+    }
+
+    /// Stores an Apple signing key; `der` (if given) is sealed to this record.
+    pub fn put_apple_key(&self, tenant: &str, mut rec: AppleKeyRecord, der: Option<&[u8]>) -> Result<()> {
+        let key = format!("{tenant}/{}", rec.key_id);
+        if let Some(der) = der {
+            rec.private_key = self.ring.seal(names::APPLE_KEYS, &key, der);
+        }
+        self.txn
+            .open_table(APPLE_KEYS)?
+            .insert(key.as_str(), encode(&rec).as_slice())?;
+        Ok(())
+    }
+}

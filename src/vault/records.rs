@@ -1,0 +1,190 @@
+//! Record types stored in the tables of `schema`. Clear fields are metadata; anything
+//! secret is inside a `Sealed` and is only read through `Tx`/`Vault` helpers that open it.
+
+use super::crypto::{KdfParams, Sealed};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub kdf: KdfParams,
+    pub keyring: Sealed,
+    pub created_at: i64,
+    #[serde(default)]
+    pub passphrase_changed_at: Option<i64>,
+    #[serde(default)]
+    pub rekeyed_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    #[serde(default)]
+    pub secret: Option<Sealed>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub authorization_url: Option<String>,
+    #[serde(default)]
+    pub device_authorization_url: Option<String>,
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub updated_at: i64,
+}
+
+/// Connection status (SPEC §2, §5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Connected,
+    Retrying,
+    TokenExpired,
+    NeedsReauth,
+    Error,
+    Disconnected,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Connected,
+        Status::Retrying,
+        Status::TokenExpired,
+        Status::NeedsReauth,
+        Status::Error,
+        Status::Disconnected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connected => "connected",
+            Status::Retrying => "retrying",
+            Status::TokenExpired => "token_expired",
+            Status::NeedsReauth => "needs_reauth",
+            Status::Error => "error",
+            Status::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                crate::error::Error::invalid(
+                    "status",
+                    format!(
+                        "{s:?}; expected one of connected, retrying, token_expired, needs_reauth, error, disconnected"
+                    ),
+                )
+            })
+    }
+}
+
+/// The clear metadata of a connection plus its sealed tokens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    pub status: Status,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub status_at: i64,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub refresh_expires_at: Option<i64>,
+    /// When the scheduler should next act on it; mirrored in the `DUE` index.
+    #[serde(default)]
+    pub due_at: Option<i64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub has_refresh_token: bool,
+    #[serde(default)]
+    pub has_id_token: bool,
+    /// Names (not values) of extra fields kept from the token response.
+    #[serde(default)]
+    pub metadata_keys: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub last_refresh_at: Option<i64>,
+    #[serde(default)]
+    pub refresh_count: u64,
+    pub secrets: Sealed,
+}
+
+/// What is inside `ConnectionRecord::secrets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenSecrets {
+    pub access_token: Secret,
+    #[serde(default)]
+    pub refresh_token: Option<Secret>,
+    #[serde(default)]
+    pub id_token: Option<Secret>,
+    /// Extra fields of the token response. Sealed because nobody vouches for them.
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at: i64,
+    /// `admin:uid=1000`, `tenant:acme(key k_…)`, `cli:uid=1000`, `scheduler`
+    pub actor: String,
+    pub action: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// What it acted on: a connection, tenant, client or key id. Never a secret.
+    pub target: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TenantKeyRecord {
+    pub tenant: String,
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppleKeyRecord {
+    pub team_id: String,
+    pub key_id: String,
+    /// PKCS#8 DER of the P-256 private key, sealed.
+    pub private_key: Sealed,
+    /// `active`, `retiring`, `retired`, `inactive`
+    pub state: String,
+    pub added_at: i64,
+    #[serde(default)]
+    pub activated_at: Option<i64>,
+    #[serde(default)]
+    pub retired_at: Option<i64>,
+    /// Expiry of the last developer token signed with this key.
+    #[serde(default)]
+    pub last_token_exp: Option<i64>,
+}
