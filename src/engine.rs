@@ -9,6 +9,7 @@
 //! `Request` and `Response` are serde types: the socket protocol is their JSON form
 //! (`{"op":"get","connection":"acme/spotify/alice"}`), see docs/protocol.md.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::names::{self, ConnectionId};
 use crate::secret::Secret;
@@ -322,6 +323,8 @@ pub struct Engine {
     /// Audit records of token hand-outs, written in batches off the `get` path.
     pending_audit: Mutex<Vec<AuditRecord>>,
     daemon: bool,
+    /// The configuration file; replaced whole on SIGHUP (`set_config`).
+    config: std::sync::RwLock<Arc<Config>>,
 }
 
 impl Engine {
@@ -337,12 +340,26 @@ impl Engine {
             events,
             pending_audit: Mutex::new(Vec::new()),
             daemon: false,
+            config: std::sync::RwLock::new(Arc::new(Config::default())),
         }
     }
 
     /// Marks this engine as running inside `serve` (reported by `status`).
     pub fn set_daemon(&mut self, daemon: bool) {
         self.daemon = daemon;
+    }
+
+    /// The current configuration (cheap: an `Arc`).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration (at start-up and on SIGHUP).
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     pub fn vault(&self) -> &Vault {
@@ -406,9 +423,14 @@ impl Engine {
                 if client_id.is_empty() || client_id.len() > 1024 {
                     return Err(Error::invalid("client id", "must be 1-1024 bytes"));
                 }
-                for url in [&token_url, &authorization_url, &device_authorization_url, &revocation_url]
-                    .into_iter()
-                    .flatten()
+                for url in [
+                    &token_url,
+                    &authorization_url,
+                    &device_authorization_url,
+                    &revocation_url,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     validate_url(url)?;
                 }
@@ -427,7 +449,14 @@ impl Engine {
                     updated_at: self.now(),
                 };
                 tx.put_client(&tenant, &provider, rec, client_secret.as_ref())?;
-                self.audit_in(&tx, caller, "client_set", Some(&tenant), &format!("{tenant}/{provider}"), "ok")?;
+                self.audit_in(
+                    &tx,
+                    caller,
+                    "client_set",
+                    Some(&tenant),
+                    &format!("{tenant}/{provider}"),
+                    "ok",
+                )?;
                 tx.commit()?;
                 Ok(done(format!("client {tenant}/{provider} saved")))
             }
@@ -458,7 +487,14 @@ impl Engine {
                 if !tx.remove_client(&tenant, &provider)? {
                     return Err(Error::not_found("client", format!("{tenant}/{provider}")));
                 }
-                self.audit_in(&tx, caller, "client_remove", Some(&tenant), &format!("{tenant}/{provider}"), "ok")?;
+                self.audit_in(
+                    &tx,
+                    caller,
+                    "client_remove",
+                    Some(&tenant),
+                    &format!("{tenant}/{provider}"),
+                    "ok",
+                )?;
                 tx.commit()?;
                 Ok(done(format!("client {tenant}/{provider} removed")))
             }
@@ -467,7 +503,10 @@ impl Engine {
                 connection,
                 min_ttl,
                 force_refresh,
-            } => self.get(caller, &connection, min_ttl.unwrap_or(30), force_refresh).await,
+            } => {
+                self.get(caller, &connection, min_ttl.unwrap_or(30), force_refresh)
+                    .await
+            }
             Request::Show { connection } => {
                 let id = ConnectionId::parse(&connection)?;
                 caller.require_tenant(&id.tenant)?;
@@ -482,13 +521,22 @@ impl Engine {
                 let id = ConnectionId::parse(&connection)?;
                 caller.require_admin()?;
                 if revoke {
-                    tracing::warn!("revocation at the provider is not implemented yet; removing locally only");
+                    tracing::warn!(
+                        "revocation at the provider is not implemented yet; removing locally only"
+                    );
                 }
                 let tx = self.vault.write()?;
                 let old = tx
                     .remove_connection(&id.key())?
                     .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
-                self.audit_in(&tx, caller, "remove", Some(&id.tenant), &id.to_string(), "ok")?;
+                self.audit_in(
+                    &tx,
+                    caller,
+                    "remove",
+                    Some(&id.tenant),
+                    &id.to_string(),
+                    "ok",
+                )?;
                 tx.commit()?;
                 self.emit(StatusEvent {
                     connection: id.to_string(),
@@ -520,7 +568,9 @@ impl Engine {
                 caller.require_admin()?;
                 let (term, n) = self.vault.rekey()?;
                 self.audit_now(caller, "rekey", None, "vault", &format!("term {term}"))?;
-                Ok(done(format!("new data key term {term}; {n} records re-encrypted")))
+                Ok(done(format!(
+                    "new data key term {term}; {n} records re-encrypted"
+                )))
             }
         }
     }
@@ -589,13 +639,24 @@ impl Engine {
         if (n > 0 || c > 0) && !force {
             return Err(Error::invalid(
                 "tenant remove",
-                format!("tenant {name} still has {n} connections and {c} clients; pass --force to remove them all"),
+                format!(
+                    "tenant {name} still has {n} connections and {c} clients; pass --force to remove them all"
+                ),
             ));
         }
         tx.remove_tenant(name)?;
-        self.audit_in(&tx, caller, "tenant_remove", Some(name), name, &format!("{n} connections removed"))?;
+        self.audit_in(
+            &tx,
+            caller,
+            "tenant_remove",
+            Some(name),
+            name,
+            &format!("{n} connections removed"),
+        )?;
         tx.commit()?;
-        Ok(done(format!("tenant {name} removed ({n} connections, {c} clients)")))
+        Ok(done(format!(
+            "tenant {name} removed ({n} connections, {c} clients)"
+        )))
     }
 
     fn put(&self, caller: &Caller, connection: &str, token: serde_json::Value) -> Result<Response> {
@@ -677,7 +738,13 @@ impl Engine {
                 _ => Ok(()),
             },
         };
-        self.queue_audit(caller, "get", &id.tenant, &key, if outcome.is_ok() { "ok" } else { "refused" });
+        self.queue_audit(
+            caller,
+            "get",
+            &id.tenant,
+            &key,
+            if outcome.is_ok() { "ok" } else { "refused" },
+        );
         outcome?;
         let secrets = rx.secrets(&key, &rec)?;
         Ok(Response::Token {
@@ -688,7 +755,12 @@ impl Engine {
         })
     }
 
-    fn list(&self, caller: &Caller, filter: Option<&str>, status: Option<Status>) -> Result<Response> {
+    fn list(
+        &self,
+        caller: &Caller,
+        filter: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Response> {
         let prefix = match (filter, caller) {
             (Some(f), _) => {
                 let mut parts = f.splitn(2, '/');
@@ -741,7 +813,11 @@ impl Engine {
             }
             Ok(true)
         })?;
-        let next = if scope.is_empty() { rx.next_due()? } else { None };
+        let next = if scope.is_empty() {
+            rx.next_due()?
+        } else {
+            None
+        };
         let tenants = match caller {
             Caller::Admin { .. } => rx.tenants()?.len() as u64,
             Caller::Tenant { .. } => 1,
@@ -765,7 +841,14 @@ impl Engine {
         }))
     }
 
-    fn record(&self, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> AuditRecord {
+    fn record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        tenant: Option<&str>,
+        target: &str,
+        outcome: &str,
+    ) -> AuditRecord {
         AuditRecord {
             at: self.now(),
             actor: caller.actor().to_owned(),
@@ -777,18 +860,40 @@ impl Engine {
     }
 
     /// Audits inside the transaction that makes the change: both or neither.
-    fn audit_in(&self, tx: &Tx, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> Result<()> {
+    fn audit_in(
+        &self,
+        tx: &Tx,
+        caller: &Caller,
+        action: &str,
+        tenant: Option<&str>,
+        target: &str,
+        outcome: &str,
+    ) -> Result<()> {
         tx.append_audit(&self.record(caller, action, tenant, target, outcome))
     }
 
-    fn audit_now(&self, caller: &Caller, action: &str, tenant: Option<&str>, target: &str, outcome: &str) -> Result<()> {
+    fn audit_now(
+        &self,
+        caller: &Caller,
+        action: &str,
+        tenant: Option<&str>,
+        target: &str,
+        outcome: &str,
+    ) -> Result<()> {
         let tx = self.vault.write()?;
         self.audit_in(&tx, caller, action, tenant, target, outcome)?;
         tx.commit()
     }
 
     /// Queues an audit record of a hand-out; no disk write on the caller's path.
-    fn queue_audit(&self, caller: &Caller, action: &str, tenant: &str, target: &str, outcome: &str) {
+    fn queue_audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        tenant: &str,
+        target: &str,
+        outcome: &str,
+    ) {
         let rec = self.record(caller, action, Some(tenant), target, outcome);
         self.pending_audit
             .lock()
@@ -799,7 +904,8 @@ impl Engine {
     /// Writes queued audit records in one durable transaction. The daemon calls it every
     /// second and at shutdown; the CLI before it exits.
     pub fn flush_audit(&self) -> Result<usize> {
-        let batch = std::mem::take(&mut *self.pending_audit.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch =
+            std::mem::take(&mut *self.pending_audit.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(0);
         }

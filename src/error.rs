@@ -20,7 +20,9 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("wrong passphrase for vault {path}: check the passphrase file or TOKENVAULT_PASSPHRASE and try again")]
+    #[error(
+        "wrong passphrase for vault {path}: check the passphrase file or TOKENVAULT_PASSPHRASE and try again"
+    )]
     WrongPassphrase { path: PathBuf },
 
     #[error(
@@ -36,7 +38,9 @@ pub enum Error {
     #[error("no vault at {path}: create one with `tokenvault init` or pass --vault")]
     NoVault { path: PathBuf },
 
-    #[error("a file already exists at {path}: `init` never overwrites; choose another --vault path or remove the file yourself")]
+    #[error(
+        "a file already exists at {path}: `init` never overwrites; choose another --vault path or remove the file yourself"
+    )]
     VaultExists { path: PathBuf },
 
     #[error("vault {path} is not a readable tokenvault file ({reason}): restore it from a backup")]
@@ -71,7 +75,9 @@ pub enum Error {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
 
-    #[error("{connection} needs re-authorisation ({reason}): run `tokenvault connect {connection}` or `put` a new token")]
+    #[error(
+        "{connection} needs re-authorisation ({reason}): run `tokenvault connect {connection}` or `put` a new token"
+    )]
     NeedsReauth { connection: String, reason: String },
 
     #[error("configuration error: {0}")]
@@ -87,7 +93,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("storage error ({0}): the vault file may be damaged or the disk full; check free space and `tokenvault status`")]
+    #[error(
+        "storage error ({0}): the vault file may be damaged or the disk full; check free space and `tokenvault status`"
+    )]
     Storage(String),
 
     #[error("internal error: {0}")]

@@ -11,14 +11,17 @@
 //! - [`names`]: tenant / provider / account / connection-address validation.
 //! - [`secret`]: `Secret`, a string that never prints.
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
+//! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod refresh;
 pub mod secret;
 pub mod token;
 pub mod vault;

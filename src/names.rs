@@ -36,7 +36,10 @@ fn validate_slug(what: &'static str, name: &str) -> Result<()> {
 /// Any non-empty UTF-8 without `/`, at most 255 bytes (and no control characters, which
 /// would only ever be a mistake and make terminal output lie).
 pub fn validate_account(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 255 || name.contains('/') || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.len() > 255
+        || name.contains('/')
+        || name.chars().any(char::is_control)
     {
         return Err(Error::invalid(
             "account name",
@@ -129,7 +132,13 @@ mod tests {
         assert_eq!(c.account, "alice@example.com");
         assert_eq!(c.to_string(), "acme/spotify/alice@example.com");
         assert!(ConnectionId::parse("acme/spotify/ünïcode name").is_ok());
-        for bad in ["acme", "acme/spotify", "acme/spotify/", "acme/spotify/a/b", "Acme/x/y"] {
+        for bad in [
+            "acme",
+            "acme/spotify",
+            "acme/spotify/",
+            "acme/spotify/a/b",
+            "Acme/x/y",
+        ] {
             assert!(ConnectionId::parse(bad).is_err(), "{bad}");
         }
         assert!(ConnectionId::parse(&format!("a/b/{}", "x".repeat(256))).is_err());

@@ -34,7 +34,10 @@ impl std::fmt::Debug for Secret {
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq;
-        self.expose().as_bytes().ct_eq(other.expose().as_bytes()).into()
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 

@@ -29,7 +29,12 @@ fn as_lifetime(field: &'static str, v: &serde_json::Value) -> Result<i64> {
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .ok_or_else(|| Error::invalid("token response", format!("{field} must be a number of seconds")))?;
+    .ok_or_else(|| {
+        Error::invalid(
+            "token response",
+            format!("{field} must be a number of seconds"),
+        )
+    })?;
     if !n.is_finite() || n < 0.0 || n > MAX_LIFETIME as f64 {
         return Err(Error::invalid(
             "token response",
@@ -171,9 +176,17 @@ mod tests {
 
     #[test]
     fn expires_at_forms() {
-        let r = TokenResponse::parse(br#"{"access_token":"A","expires_at":"2030-01-01T00:00:00Z"}"#, 1_800_000_000).unwrap();
+        let r = TokenResponse::parse(
+            br#"{"access_token":"A","expires_at":"2030-01-01T00:00:00Z"}"#,
+            1_800_000_000,
+        )
+        .unwrap();
         assert_eq!(r.expires_at, Some(1893456000));
-        let r = TokenResponse::parse(br#"{"access_token":"A","expires_at":1893456000}"#, 1_800_000_000).unwrap();
+        let r = TokenResponse::parse(
+            br#"{"access_token":"A","expires_at":1893456000}"#,
+            1_800_000_000,
+        )
+        .unwrap();
         assert_eq!(r.expires_at, Some(1893456000));
         let r = TokenResponse::parse(br#"{"access_token":"A","expires_in":"60"}"#, 10).unwrap();
         assert_eq!(r.expires_at, Some(70));

@@ -23,7 +23,11 @@ pub fn fmt_in(t: i64, now: i64) -> String {
     } else {
         format!("{abs}s")
     };
-    if d >= 0 { format!("in {s}") } else { format!("{s} ago") }
+    if d >= 0 {
+        format!("in {s}")
+    } else {
+        format!("{s} ago")
+    }
 }
 
 fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()> {
@@ -32,7 +36,12 @@ fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()>
 }
 
 /// Prints `resp` to `out`; `as_json` selects the JSON form.
-pub fn print(out: &mut impl Write, resp: &Response, as_json: bool, now: i64) -> std::io::Result<()> {
+pub fn print(
+    out: &mut impl Write,
+    resp: &Response,
+    as_json: bool,
+    now: i64,
+) -> std::io::Result<()> {
     match resp {
         Response::Token { token, .. } if !as_json => writeln!(out, "{}", token.expose()),
         Response::Token {
@@ -78,16 +87,35 @@ fn show(out: &mut impl Write, c: &ConnectionView, now: i64) -> std::io::Result<(
         "status since:     {} ({}){}",
         fmt_time(c.status_at),
         fmt_in(c.status_at, now),
-        c.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+        c.reason
+            .as_deref()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default()
     )?;
     writeln!(out, "attempts:         {}", c.attempts)?;
     writeln!(out, "expires:          {}", opt_time(c.expires_at))?;
     writeln!(out, "next refresh:     {}", opt_time(c.due_at))?;
-    writeln!(out, "refresh token:    {}", if c.has_refresh_token { "yes" } else { "no" })?;
+    writeln!(
+        out,
+        "refresh token:    {}",
+        if c.has_refresh_token { "yes" } else { "no" }
+    )?;
     writeln!(out, "refresh expires:  {}", opt_time(c.refresh_expires_at))?;
-    writeln!(out, "scope:            {}", c.scope.as_deref().unwrap_or("-"))?;
-    writeln!(out, "token type:       {}", c.token_type.as_deref().unwrap_or("-"))?;
-    writeln!(out, "id token:         {}", if c.has_id_token { "yes" } else { "no" })?;
+    writeln!(
+        out,
+        "scope:            {}",
+        c.scope.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "token type:       {}",
+        c.token_type.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "id token:         {}",
+        if c.has_id_token { "yes" } else { "no" }
+    )?;
     if !c.metadata_keys.is_empty() {
         writeln!(out, "metadata fields:  {}", c.metadata_keys.join(", "))?;
     }
@@ -101,7 +129,12 @@ fn list(out: &mut impl Write, cs: &[ConnectionView], now: i64) -> std::io::Resul
     if cs.is_empty() {
         return writeln!(out, "no connections");
     }
-    let w = cs.iter().map(|c| c.connection.chars().count()).max().unwrap_or(10).max(10);
+    let w = cs
+        .iter()
+        .map(|c| c.connection.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(10);
     writeln!(out, "{:<w$}  {:<13}  EXPIRES", "CONNECTION", "STATUS")?;
     for c in cs {
         writeln!(
@@ -109,7 +142,9 @@ fn list(out: &mut impl Write, cs: &[ConnectionView], now: i64) -> std::io::Resul
             "{:<w$}  {:<13}  {}",
             c.connection,
             c.status.as_str(),
-            c.expires_at.map(|t| fmt_in(t, now)).unwrap_or_else(|| "-".into())
+            c.expires_at
+                .map(|t| fmt_in(t, now))
+                .unwrap_or_else(|| "-".into())
         )?;
     }
     Ok(())
@@ -119,9 +154,20 @@ fn tenant_list(out: &mut impl Write, ts: &[TenantView]) -> std::io::Result<()> {
     if ts.is_empty() {
         return writeln!(out, "no tenants");
     }
-    writeln!(out, "{:<24}  {:>11}  {:>7}  CREATED", "TENANT", "CONNECTIONS", "CLIENTS")?;
+    writeln!(
+        out,
+        "{:<24}  {:>11}  {:>7}  CREATED",
+        "TENANT", "CONNECTIONS", "CLIENTS"
+    )?;
     for t in ts {
-        writeln!(out, "{:<24}  {:>11}  {:>7}  {}", t.name, t.connections, t.clients, fmt_time(t.created_at))?;
+        writeln!(
+            out,
+            "{:<24}  {:>11}  {:>7}  {}",
+            t.name,
+            t.connections,
+            t.clients,
+            fmt_time(t.created_at)
+        )?;
     }
     Ok(())
 }
@@ -145,15 +191,39 @@ fn client_list(out: &mut impl Write, cs: &[ClientView]) -> std::io::Result<()> {
 
 fn audit(out: &mut impl Write, rs: &[AuditRecord]) -> std::io::Result<()> {
     for r in rs {
-        writeln!(out, "{}  {:<16}  {:<14}  {}  {}", fmt_time(r.at), r.actor, r.action, r.target, r.outcome)?;
+        writeln!(
+            out,
+            "{}  {:<16}  {:<14}  {}  {}",
+            fmt_time(r.at),
+            r.actor,
+            r.action,
+            r.target,
+            r.outcome
+        )?;
     }
     Ok(())
 }
 
 fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()> {
-    writeln!(out, "vault:        {} (format {}, key term {})", s.vault, s.format_version, s.key_term)?;
-    writeln!(out, "daemon:       {}", if s.daemon { "running" } else { "not running (opened the file directly)" })?;
-    writeln!(out, "health:       {}", if s.healthy { "healthy" } else { "UNHEALTHY" })?;
+    writeln!(
+        out,
+        "vault:        {} (format {}, key term {})",
+        s.vault, s.format_version, s.key_term
+    )?;
+    writeln!(
+        out,
+        "daemon:       {}",
+        if s.daemon {
+            "running"
+        } else {
+            "not running (opened the file directly)"
+        }
+    )?;
+    writeln!(
+        out,
+        "health:       {}",
+        if s.healthy { "healthy" } else { "UNHEALTHY" }
+    )?;
     writeln!(out, "tenants:      {}", s.tenants)?;
     writeln!(out, "connections:  {}", s.connections)?;
     for (k, v) in &s.by_status {

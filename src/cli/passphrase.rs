@@ -21,7 +21,10 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     if meta.len() > 64 * 1024 {
         return Err(Error::invalid(
             "secret file",
-            format!("{} is larger than 64 KiB; is it the right file?", path.display()),
+            format!(
+                "{} is larger than 64 KiB; is it the right file?",
+                path.display()
+            ),
         ));
     }
     let bytes = zeroize::Zeroizing::new(

@@ -23,6 +23,7 @@ pub fn default_config() -> PathBuf {
 pub fn default_socket() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(v) if !v.is_empty() => PathBuf::from(v).join("tokenvault/tokenvault.sock"),
-        _ => PathBuf::from(format!("/tmp/tokenvault-{}", nix::unistd::getuid())).join("tokenvault.sock"),
+        _ => PathBuf::from(format!("/tmp/tokenvault-{}", nix::unistd::getuid()))
+            .join("tokenvault.sock"),
     }
 }

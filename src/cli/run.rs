@@ -1,7 +1,7 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
 
-use super::args::{ClientCmd, Cli, Command, Global, TenantCmd};
+use super::args::{Cli, ClientCmd, Command, Global, TenantCmd};
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
@@ -23,7 +23,10 @@ pub fn local_caller() -> Caller {
 
 fn parse_since(s: &str, now: i64) -> Result<i64> {
     let d = humantime::parse_duration(s).map_err(|_| {
-        Error::invalid("--since", format!("{s:?} is not a duration such as 30m, 1h or 7d"))
+        Error::invalid(
+            "--since",
+            format!("{s:?} is not a duration such as 30m, 1h or 7d"),
+        )
     })?;
     Ok(now - d.as_secs() as i64)
 }
@@ -65,7 +68,11 @@ fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
     serde_json::from_slice(&buf).map_err(|e| {
         Error::invalid(
             "token response",
-            format!("not JSON (line {}, column {}); expected an OAuth token response object", e.line(), e.column()),
+            format!(
+                "not JSON (line {}, column {}); expected an OAuth token response object",
+                e.line(),
+                e.column()
+            ),
         )
     })
 }
@@ -104,12 +111,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
             println!("created vault {}", vault.path().display());
             return Ok(0);
         }
-        Command::Passwd { new_passphrase_file } => {
+        Command::Passwd {
+            new_passphrase_file,
+        } => {
             let new = match new_passphrase_file {
                 Some(f) => passphrase::read_secret_file(&f, "new passphrase")?,
                 None => passphrase::prompt("New passphrase: ", true)?,
             };
-            Request::Passwd { new_passphrase: new }
+            Request::Passwd {
+                new_passphrase: new,
+            }
         }
         Command::Rekey => Request::Rekey,
         Command::Tenant(t) => match t {
@@ -193,7 +204,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             pr.health = true;
             Request::Status
         }
-        Command::Audit { tenant, since, json } => {
+        Command::Audit {
+            tenant,
+            since,
+            json,
+        } => {
             pr.json = json;
             let now = chrono::Utc::now().timestamp();
             Request::Audit {
@@ -218,6 +233,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// The configuration file of `--config` (or the default path); absent means empty.
+pub fn load_config(g: &Global) -> Result<crate::config::Config> {
+    crate::config::Config::load(&g.config.clone().unwrap_or_else(paths::default_config))
+}
+
 /// Opens the vault file in this process and answers `req` as the local admin.
 async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
@@ -229,10 +249,12 @@ async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     if !path.exists() {
         return Err(Error::NoVault { path });
     }
+    let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
     let vault = Vault::open(&path, &pass)?;
     drop(pass);
     let engine = Engine::new(vault);
+    engine.set_config(config);
     let result = engine.handle(&local_caller(), req).await;
     engine.flush_audit()?;
     result

@@ -72,14 +72,11 @@ impl KdfParams {
 
     /// Derives the key-encryption key. Takes hundreds of milliseconds at the defaults.
     pub fn derive(&self, passphrase: &[u8]) -> Result<Kek> {
-        let params = argon2::Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            Some(32),
-        )
-        .map_err(|e| Error::invalid("KDF parameters in vault header", e.to_string()))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+                .map_err(|e| Error::invalid("KDF parameters in vault header", e.to_string()))?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase, &self.salt, out.as_mut())
@@ -252,7 +249,12 @@ impl Keyring {
 
     /// A short keyed pseudonym (8 hex digits) of a name, for logs. Stable until `rekey`.
     pub fn pseudonym(&self, name: &str) -> String {
-        let k = self.keys.values().next().map(|k| k.as_slice()).unwrap_or(&[]);
+        let k = self
+            .keys
+            .values()
+            .next()
+            .map(|k| k.as_slice())
+            .unwrap_or(&[]);
         let h = keyed_hash(k, name.as_bytes());
         hex::encode(&h[..4])
     }
@@ -316,17 +318,25 @@ mod tests {
         let ring = Keyring::generate(1);
         let s = ring.seal("connections", "acme/spotify/alice", b"tok");
         assert_eq!(
-            ring.open("connections", "acme/spotify/alice", &s).unwrap().as_slice(),
+            ring.open("connections", "acme/spotify/alice", &s)
+                .unwrap()
+                .as_slice(),
             b"tok"
         );
         assert!(ring.open("connections", "acme/spotify/bob", &s).is_err());
         assert!(ring.open("clients", "acme/spotify/alice", &s).is_err());
         let mut moved = s.clone();
         moved.term = 2;
-        assert!(ring.open("connections", "acme/spotify/alice", &moved).is_err());
+        assert!(
+            ring.open("connections", "acme/spotify/alice", &moved)
+                .is_err()
+        );
         let mut flipped = s.clone();
         flipped.ct[0] ^= 1;
-        assert!(ring.open("connections", "acme/spotify/alice", &flipped).is_err());
+        assert!(
+            ring.open("connections", "acme/spotify/alice", &flipped)
+                .is_err()
+        );
     }
 
     #[test]

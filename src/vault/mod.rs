@@ -130,7 +130,8 @@ impl Vault {
                 _ => Error::io(format!("cannot create {}", path.display()), e),
             })?;
         let result = (|| {
-            let backend = redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
+            let backend =
+                redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
             let db = redb::Builder::new()
                 .create_with_backend(backend)
                 .map_err(|e| map_db_error(path, e))?;
@@ -274,11 +275,17 @@ impl Vault {
 
     pub fn header(&self) -> Header {
         // A poisoned lock means a panic mid-update of plain data; the value is still whole.
-        self.header.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.header
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn ring(&self) -> Arc<Keyring> {
-        self.keyring.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn current_term(&self) -> u32 {
@@ -354,9 +361,14 @@ impl Vault {
         let mut count = 0usize;
         let txn = self.db.begin_write()?;
         {
-            count += reseal_table(&txn, CLIENTS, names::CLIENTS, &old, &next, |r: &mut ClientRecord| {
-                r.secret.as_mut().into_iter().collect()
-            })?;
+            count += reseal_table(
+                &txn,
+                CLIENTS,
+                names::CLIENTS,
+                &old,
+                &next,
+                |r: &mut ClientRecord| r.secret.as_mut().into_iter().collect(),
+            )?;
             count += reseal_table(
                 &txn,
                 CONNECTIONS,
@@ -453,7 +465,10 @@ macro_rules! read_api {
             let mut out = Vec::new();
             for e in t.iter()? {
                 let (k, v) = e?;
-                out.push((k.value().to_owned(), decode("tenants", k.value(), v.value())?));
+                out.push((
+                    k.value().to_owned(),
+                    decode("tenants", k.value(), v.value())?,
+                ));
             }
             Ok(out)
         }
@@ -483,19 +498,31 @@ macro_rules! read_api {
                     }
                 }
                 let (tn, pn) = key.split_once('/').unwrap_or((key, ""));
-                out.push((tn.to_owned(), pn.to_owned(), decode("clients", key, v.value())?));
+                out.push((
+                    tn.to_owned(),
+                    pn.to_owned(),
+                    decode("clients", key, v.value())?,
+                ));
             }
             Ok(out)
         }
 
         /// Opens a client's secret.
-        pub fn client_secret(&self, tenant: &str, provider: &str, rec: &ClientRecord) -> Result<Option<Secret>> {
+        pub fn client_secret(
+            &self,
+            tenant: &str,
+            provider: &str,
+            rec: &ClientRecord,
+        ) -> Result<Option<Secret>> {
             let key = format!("{tenant}/{provider}");
             match &rec.secret {
                 None => Ok(None),
                 Some(s) => {
                     let plain = self.ring.open(names::CLIENTS, &key, s)?;
-                    let s = std::str::from_utf8(&plain).map_err(|_| Error::Integrity { table: "clients", key: key.clone() })?;
+                    let s = std::str::from_utf8(&plain).map_err(|_| Error::Integrity {
+                        table: "clients",
+                        key: key.clone(),
+                    })?;
                     Ok(Some(Secret::new(s)))
                 }
             }
@@ -635,8 +662,27 @@ macro_rules! read_api {
             Ok(out)
         }
 
+        /// Opens any sealed value of record `key` in `table` (one of `schema::names`).
+        pub fn open_sealed(
+            &self,
+            table: &'static str,
+            key: &str,
+            sealed: &Sealed,
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+            self.ring.open(table, key, sealed)
+        }
+
+        /// Seals `plain` for record `key` in `table` under the current term.
+        pub fn seal(&self, table: &str, key: &str, plain: &[u8]) -> Sealed {
+            self.ring.seal(table, key, plain)
+        }
+
         /// Opens an Apple key's PKCS#8 DER.
-        pub fn apple_private_key(&self, tenant: &str, rec: &AppleKeyRecord) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        pub fn apple_private_key(
+            &self,
+            tenant: &str,
+            rec: &AppleKeyRecord,
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
             let key = format!("{tenant}/{}", rec.key_id);
             self.ring.open(names::APPLE_KEYS, &key, &rec.private_key)
         }
@@ -706,7 +752,9 @@ impl Tx {
         {
             let mut keys = self.txn.open_table(TENANT_KEYS)?;
             keys.retain(|_, v| {
-                rmp_serde::from_slice::<TenantKeyRecord>(v).map(|r| r.tenant != name).unwrap_or(true)
+                rmp_serde::from_slice::<TenantKeyRecord>(v)
+                    .map(|r| r.tenant != name)
+                    .unwrap_or(true)
             })?;
             let mut grants = self.txn.open_table(GRANTS)?;
             grants.retain(|_, t| t != name)?;
@@ -738,7 +786,11 @@ impl Tx {
 
     pub fn remove_client(&self, tenant: &str, provider: &str) -> Result<bool> {
         let key = format!("{tenant}/{provider}");
-        Ok(self.txn.open_table(CLIENTS)?.remove(key.as_str())?.is_some())
+        Ok(self
+            .txn
+            .open_table(CLIENTS)?
+            .remove(key.as_str())?
+            .is_some())
     }
 
     /// Seals `secrets` into `rec` for record `key`.
@@ -810,7 +862,12 @@ impl Tx {
     }
 
     /// Stores an Apple signing key; `der` (if given) is sealed to this record.
-    pub fn put_apple_key(&self, tenant: &str, mut rec: AppleKeyRecord, der: Option<&[u8]>) -> Result<()> {
+    pub fn put_apple_key(
+        &self,
+        tenant: &str,
+        mut rec: AppleKeyRecord,
+        der: Option<&[u8]>,
+    ) -> Result<()> {
         let key = format!("{tenant}/{}", rec.key_id);
         if let Some(der) = der {
             rec.private_key = self.ring.seal(names::APPLE_KEYS, &key, der);

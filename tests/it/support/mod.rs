@@ -61,7 +61,10 @@ impl TestVault {
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
             .env("TOKENVAULT_VAULT", &self.path)
-            .env("TOKENVAULT_SOCKET", self.dir.path().join("run/tokenvault.sock"))
+            .env(
+                "TOKENVAULT_SOCKET",
+                self.dir.path().join("run/tokenvault.sock"),
+            )
             .env("TOKENVAULT_PASSPHRASE_FILE", &self.pass_file)
             .timeout(std::time::Duration::from_secs(60));
         c

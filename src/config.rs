@@ -1,0 +1,138 @@
+//! The optional configuration file (`--config`, default
+//! `$XDG_CONFIG_HOME/tokenvault/config.toml`). Each section belongs to one part of the
+//! program; a missing file is an empty config, a malformed one is a clear error naming the
+//! line. `serve` reloads it on SIGHUP.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Custom providers and field-by-field overrides of built-ins (SPEC §5.5).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub apple_music: AppleMusicConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
+}
+
+/// `[providers.NAME]` (SPEC §5.5).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub token_url: Option<String>,
+    pub authorization_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub revocation_url: Option<String>,
+    /// `basic` | `post` | `none`
+    pub client_auth: Option<String>,
+    pub default_scopes: Option<Vec<String>>,
+    pub scope_separator: Option<String>,
+    pub default_lifetime_secs: Option<u64>,
+    pub refresh_buffer_secs: Option<u64>,
+    pub token_params: Option<BTreeMap<String, String>>,
+    pub authorization_params: Option<BTreeMap<String, String>>,
+}
+
+/// `[apple_music]` (SPEC §7).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppleMusicConfig {
+    pub api_base: Option<String>,
+    pub token_lifetime_secs: Option<u64>,
+    pub renew_before_secs: Option<u64>,
+    pub validate_interval_secs: Option<u64>,
+    pub origin: Option<Vec<String>>,
+}
+
+/// `[scheduler]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Concurrent refreshes per provider host.
+    pub per_host_concurrency: Option<usize>,
+}
+
+/// `[daemon]` (SPEC §6 limits).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub max_connections: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// `[[webhooks]]` (SPEC §6).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// File holding the HMAC-SHA256 key.
+    pub secret_file: Option<String>,
+}
+
+/// `[backup]`: scheduled backups from `serve` (SPEC §8).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    pub directory: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub interval_secs: Option<u64>,
+    pub retention: Option<usize>,
+}
+
+impl Config {
+    /// Loads `path`; a file that does not exist is an empty config.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot read config {}", path.display()),
+                    e,
+                ));
+            }
+        };
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("{e}; fix the file and retry")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sections_and_rejects_unknown_keys() {
+        let c = Config::parse(
+            r#"
+            [providers.acme]
+            token_url = "https://acme.example/token"
+            client_auth = "post"
+            [apple_music]
+            api_base = "http://127.0.0.1:9"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.providers["acme"].client_auth.as_deref(), Some("post"));
+        assert!(Config::parse("[providers.x]\ntokn_url = 1").is_err());
+        assert!(Config::parse("").is_ok());
+    }
+}
