@@ -223,12 +223,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
     output::print(&mut out, &resp, pr.json, now)
         .and_then(|_| out.flush())
         .map_err(|e| Error::io("cannot write to stdout", e))?;
-    if pr.health {
-        if let Response::Status(s) = &resp {
-            if !s.healthy {
-                return Ok(1);
-            }
-        }
+    if let (true, Response::Status(s)) = (pr.health, &resp)
+        && !s.healthy
+    {
+        return Ok(1);
     }
     Ok(0)
 }
