@@ -109,6 +109,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let pass = passphrase::passphrase(g.passphrase_file.as_deref(), true)?;
             let vault = Vault::init(&path, &pass, kdf)?;
             println!("created vault {}", vault.path().display());
+            Engine::new(vault).audit_admin(
+                &local_caller(),
+                "init",
+                &path.display().to_string(),
+                "ok",
+            )?;
             return Ok(0);
         }
         Command::Passwd {
