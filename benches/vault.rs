@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench vault` (figures go to docs/performance.md).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use redb::{ReadableDatabase, TableDefinition};
 use std::time::{Duration, Instant};
 use tokenvault::engine::{Caller, Engine, Request};
