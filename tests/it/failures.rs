@@ -394,3 +394,29 @@ async fn rekey_reseals_everything_under_a_new_term() {
         .unwrap();
     assert!(matches!(r, Response::Token { token, .. } if token.expose() == "AT-bob"));
 }
+
+#[test]
+fn the_format1_fixture_still_opens() {
+    let tv = TestVault::empty();
+    std::fs::create_dir_all(tv.path.parent().unwrap()).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vaults/format1.redb"),
+        &tv.path,
+    )
+    .unwrap();
+    let pass = tv.file("fixture-pass", b"fixture passphrase\n");
+    let out = tv
+        .cmd()
+        .env("TOKENVAULT_PASSPHRASE_FILE", &pass)
+        .args(["get", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "AT-fixture-format1\n", "{}", stderr(&out));
+    let out = tv
+        .cmd()
+        .env("TOKENVAULT_PASSPHRASE_FILE", &pass)
+        .args(["client", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("fixture-client"), "{}", stderr(&out));
+}
