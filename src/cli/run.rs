@@ -55,6 +55,9 @@ fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
                 .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
         }
         None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("reading the token response JSON from stdin; end with Ctrl-D");
+            }
             std::io::stdin()
                 .lock()
                 .take(1024 * 1024 + 1)
