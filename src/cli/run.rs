@@ -250,6 +250,23 @@ async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     if !path.exists() {
         return Err(Error::NoVault { path });
     }
+    if let Request::BackupRestore {
+        path: file,
+        identity,
+        passphrase,
+        ..
+    } = &req
+    {
+        // Check the whole backup before opening the vault: even a read-only session
+        // rewrites redb's bookkeeping when the file is closed, and a wrong key or a bad
+        // file must leave the vault byte-for-byte unchanged.
+        crate::backup::ops::verify_op(
+            file,
+            identity.clone(),
+            passphrase.clone(),
+            crate::backup::stderr_is_terminal(),
+        )?;
+    }
     let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
     let vault = Vault::open(&path, &pass)?;

@@ -4,6 +4,10 @@
 
 mod support;
 
+mod backup_cli;
+mod backup_failures;
+mod backup_roundtrip;
+mod backup_schedule;
 mod cli;
 mod failures;
 mod hygiene;
