@@ -145,10 +145,10 @@ impl TempFile {
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         drop(file);
         std::fs::rename(&self.path, &self.target).map_err(|e| Error::io(ctx("rename"), e))?;
-        if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
         }
         self.path = PathBuf::new();
         Ok(bytes)

@@ -375,6 +375,7 @@ pub enum ReadOrApply<E> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -342,17 +342,19 @@ pub fn restore(
         }
     }
     for (uid, t) in &p.grants {
-        if let Some(other) = tx.grant(*uid)? {
-            if &other != t && !restoring.contains(&other) {
-                conflicts.push(format!("uid {uid} (granted to tenant {other})"));
-            }
+        if let Some(other) = tx.grant(*uid)?
+            && &other != t
+            && !restoring.contains(&other)
+        {
+            conflicts.push(format!("uid {uid} (granted to tenant {other})"));
         }
     }
     for (id, t) in &p.tenant_keys {
-        if let Some(k) = tx.tenant_key(id)? {
-            if &k.tenant != t && !restoring.contains(&k.tenant) {
-                conflicts.push(format!("tenant key {id} (of tenant {})", k.tenant));
-            }
+        if let Some(k) = tx.tenant_key(id)?
+            && &k.tenant != t
+            && !restoring.contains(&k.tenant)
+        {
+            conflicts.push(format!("tenant key {id} (of tenant {})", k.tenant));
         }
     }
     if !conflicts.is_empty() && !opts.replace {

@@ -1,4 +1,5 @@
 //! Backups through the real binary, and interoperability with Debian's `age` tool.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::backup::*;
 use crate::support::*;

@@ -1,5 +1,6 @@
 //! Backups that work: export → restore reproduces every record (property test), into a
 //! vault with another passphrase; `--tenant` on export and restore; `--replace`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::backup::*;
 use crate::support::*;

@@ -1,5 +1,6 @@
 //! Scheduled backups: files appear at the interval, 0600 in a 0700 directory, the newest
 //! `retention` are kept, each verifies, and `status` shows the last outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::backup::*;
 use crate::support::*;

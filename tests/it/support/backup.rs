@@ -1,5 +1,10 @@
 //! Backup test helpers: filling a vault with every kind of record, a comparable snapshot
 //! of everything a vault holds (secrets opened), file hashes, age identities.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::manual_is_multiple_of
+)]
 
 use super::*;
 use std::collections::BTreeMap;
