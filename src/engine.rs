@@ -150,6 +150,40 @@ pub enum Request {
         new_passphrase: Secret,
     },
     Rekey,
+    /// Writes an age-encrypted backup to `path` (absolute; opened by the engine's process).
+    /// Exactly one of `recipients` (age1…) or `passphrase`.
+    BackupExport {
+        path: String,
+        #[serde(default)]
+        tenant: Option<String>,
+        #[serde(default)]
+        recipients: Vec<String>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+        #[serde(default)]
+        include_audit: bool,
+    },
+    /// Decrypts and checks a backup; writes nothing. `identity` is the text of an age
+    /// identity file; exactly one of `identity` or `passphrase`.
+    BackupVerify {
+        path: String,
+        #[serde(default)]
+        identity: Option<Secret>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+    },
+    /// Restores a backup in one transaction; existing tenants are refused unless `replace`.
+    BackupRestore {
+        path: String,
+        #[serde(default)]
+        identity: Option<Secret>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+        #[serde(default)]
+        tenant: Option<String>,
+        #[serde(default)]
+        replace: bool,
+    },
 }
 
 impl Request {
@@ -172,6 +206,9 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::Passwd { .. } => "passwd",
             Request::Rekey => "rekey",
+            Request::BackupExport { .. } => "backup_export",
+            Request::BackupVerify { .. } => "backup_verify",
+            Request::BackupRestore { .. } => "backup_restore",
         }
     }
 }
@@ -264,6 +301,9 @@ pub struct StatusView {
     pub expiring_within_hour: u64,
     pub failures_last_hour: u64,
     pub healthy: bool,
+    /// The last scheduled backup (SPEC §8), when backups are configured.
+    #[serde(default)]
+    pub last_backup: Option<crate::backup::BackupOutcome>,
 }
 
 /// A response. Its JSON form (with `"ok":true` added by the server) is the protocol's.
@@ -300,6 +340,7 @@ pub enum Response {
         records: Vec<AuditRecord>,
     },
     Status(StatusView),
+    Backup(crate::backup::BackupReport),
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -325,6 +366,8 @@ pub struct Engine {
     daemon: bool,
     /// The configuration file; replaced whole on SIGHUP (`set_config`).
     config: std::sync::RwLock<Arc<Config>>,
+    /// Scheduled-backup outcome and test settings (see `backup::ops`).
+    pub(crate) backup: crate::backup::EngineBackupState,
 }
 
 impl Engine {
@@ -341,6 +384,7 @@ impl Engine {
             pending_audit: Mutex::new(Vec::new()),
             daemon: false,
             config: std::sync::RwLock::new(Arc::new(Config::default())),
+            backup: Default::default(),
         }
     }
 
@@ -571,6 +615,51 @@ impl Engine {
                 Ok(done(format!(
                     "new data key term {term}; {n} records re-encrypted"
                 )))
+            }
+            Request::BackupExport {
+                path,
+                tenant,
+                recipients,
+                passphrase,
+                include_audit,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::export_op(
+                    self,
+                    caller,
+                    &path,
+                    tenant,
+                    recipients,
+                    passphrase,
+                    include_audit,
+                    progress,
+                )
+                .map(Response::Backup)
+            }
+            Request::BackupVerify {
+                path,
+                identity,
+                passphrase,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::verify_op(&path, identity, passphrase, progress)
+                    .map(Response::Backup)
+            }
+            Request::BackupRestore {
+                path,
+                identity,
+                passphrase,
+                tenant,
+                replace,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::restore_op(
+                    self, caller, &path, identity, passphrase, tenant, replace, progress,
+                )
+                .map(Response::Backup)
             }
         }
     }
@@ -838,6 +927,10 @@ impl Engine {
             expiring_within_hour: expiring,
             failures_last_hour: failures,
             healthy: unhealthy == 0,
+            last_backup: match caller {
+                Caller::Admin { .. } => crate::backup::ops::status_line(self),
+                Caller::Tenant { .. } => None,
+            },
         }))
     }
 

@@ -100,6 +100,19 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    #[error("cannot decrypt the backup {path}: {reason}")]
+    BackupKey { path: PathBuf, reason: String },
+
+    #[error(
+        "the backup {path} is damaged or incomplete: {reason}. It cannot be restored as is; use another copy of the backup"
+    )]
+    BackupInvalid { path: PathBuf, reason: String },
+
+    #[error(
+        "the backup conflicts with the target vault ({0}); nothing was restored: pass --replace to replace them with the backup's copy"
+    )]
+    BackupConflict(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -132,6 +145,7 @@ impl Error {
             Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
                 exit::LOCKED
             }
+            Error::BackupKey { .. } => exit::LOCKED,
             Error::NotFound { .. } | Error::NoVault { .. } => exit::NOT_FOUND,
             Error::Forbidden(_) | Error::Unauthorized(_) => exit::FORBIDDEN,
             Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
@@ -154,6 +168,9 @@ impl Error {
             Error::Config(_) => "config_error",
             Error::ProviderUnavailable { .. } => "provider_unavailable",
             Error::Invalid { .. } | Error::AlreadyExists { .. } => "bad_request",
+            Error::BackupKey { .. } | Error::BackupInvalid { .. } | Error::BackupConflict(_) => {
+                "bad_request"
+            }
             _ => "internal",
         }
     }

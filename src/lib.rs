@@ -13,9 +13,11 @@
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
 //! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
+//! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod engine;

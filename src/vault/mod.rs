@@ -613,6 +613,22 @@ macro_rules! read_api {
             Ok(out)
         }
 
+        /// Streams every audit record, oldest first; `f` returns false to stop. (Backups.)
+        pub fn for_each_audit(
+            &self,
+            mut f: impl FnMut(u64, AuditRecord) -> Result<bool>,
+        ) -> Result<()> {
+            let t = self.txn.open_table(AUDIT)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let seq = k.value();
+                if !f(seq, decode("audit", &seq.to_string(), v.value())?)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+
         pub fn tenant_key(&self, id: &str) -> Result<Option<TenantKeyRecord>> {
             let t = self.txn.open_table(TENANT_KEYS)?;
             let v = t.get(id)?;

@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
+mod backup_cli;
+mod backup_failures;
+mod backup_roundtrip;
+mod backup_schedule;
 mod cli;
 mod failures;
 mod hygiene;
