@@ -13,9 +13,11 @@
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
 //! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
+//! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
+pub mod apple;
 pub mod cli;
 pub mod config;
 pub mod engine;
