@@ -137,6 +137,9 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Apple Music signing keys and developer tokens.
+    #[command(subcommand)]
+    Apple(super::apple::AppleCmd),
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,6 +71,10 @@ pub fn print(
         Response::Audit { records } => audit(out, records),
         Response::Status(s) if as_json => json(out, s),
         Response::Status(s) => status(out, s, now),
+        Response::AppleKeys { keys } if as_json => json(out, keys),
+        Response::AppleKeys { keys } => super::apple::print_keys(out, keys, now),
+        Response::AppleToken(t) if as_json => json(out, t),
+        Response::AppleToken(t) => super::apple::print_token(out, t),
         other => json(out, other),
     }
 }

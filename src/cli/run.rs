@@ -216,6 +216,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 since: since.map(|s| parse_since(&s, now)).transpose()?,
             }
         }
+        Command::Apple(cmd) => {
+            let (req, json) = super::apple::request(cmd)?;
+            pr.json = json;
+            req
+        }
     };
     let resp = execute_local(&g, req).await?;
     let now = chrono::Utc::now().timestamp();

@@ -4,6 +4,10 @@
 
 mod support;
 
+mod apple_keys;
+mod apple_rotation;
+mod apple_tokens;
+mod apple_user;
 mod cli;
 mod failures;
 mod hygiene;
