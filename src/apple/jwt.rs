@@ -58,16 +58,14 @@ impl Policy {
                     .into(),
             ));
         }
-        if let Some(o) = &c.origin {
-            if o.is_empty()
-                || o.iter().any(|s| {
-                    s.is_empty() || s.len() > 2048 || s.chars().any(|ch| ch.is_control())
-                })
-            {
-                return Err(Error::Config(
-                    "[apple_music] origin must be a non-empty list of origins such as \"https://example.com\"; fix the config file".into(),
-                ));
-            }
+        let bad_origin =
+            |s: &String| s.is_empty() || s.len() > 2048 || s.chars().any(|ch| ch.is_control());
+        if let Some(o) = &c.origin
+            && (o.is_empty() || o.iter().any(bad_origin))
+        {
+            return Err(Error::Config(
+                "[apple_music] origin must be a non-empty list of origins such as \"https://example.com\"; fix the config file".into(),
+            ));
         }
         let api_base = c
             .api_base
@@ -137,6 +135,7 @@ pub fn sign_developer_token(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use p256::ecdsa::{VerifyingKey, signature::Verifier};
@@ -150,12 +149,17 @@ mod tests {
         let h: serde_json::Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(h, serde_json::json!({"alg":"ES256","kid":"ABCDE12345"}));
         let c: serde_json::Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(c, serde_json::json!({"iss":"TEAM123456","iat":100,"exp":200}));
+        assert_eq!(
+            c,
+            serde_json::json!({"iss":"TEAM123456","iat":100,"exp":200})
+        );
         let sig = B64.decode(parts[2]).unwrap();
         assert_eq!(sig.len(), 64);
         let sig = Signature::from_slice(&sig).unwrap();
         let msg = format!("{}.{}", parts[0], parts[1]);
-        VerifyingKey::from(&key).verify(msg.as_bytes(), &sig).unwrap();
+        VerifyingKey::from(&key)
+            .verify(msg.as_bytes(), &sig)
+            .unwrap();
     }
 
     #[test]
@@ -176,7 +180,10 @@ mod tests {
         c.api_base = Some("http://example.com".into());
         assert!(Policy::from_config(&c).is_err());
         c.api_base = Some("http://127.0.0.1:9/".into());
-        assert_eq!(Policy::from_config(&c).unwrap().api_base, "http://127.0.0.1:9");
+        assert_eq!(
+            Policy::from_config(&c).unwrap().api_base,
+            "http://127.0.0.1:9"
+        );
         c.origin = Some(vec![]);
         assert!(Policy::from_config(&c).is_err());
     }

@@ -134,13 +134,12 @@ pub fn parse_p8(pem_text: &str) -> Result<ParsedKey> {
 /// Reopens a key that `parse_p8` accepted earlier (from its sealed DER).
 pub fn from_der(der: &[u8]) -> Result<SigningKey> {
     SigningKey::from_pkcs8_der(der).map_err(|_| {
-        Error::Internal(
-            "a stored Apple signing key no longer parses; add the key again".into(),
-        )
+        Error::Internal("a stored Apple signing key no longer parses; add the key again".into())
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -149,7 +148,14 @@ mod tests {
         for ok in ["ABCDE12345", "0000000000", "ZZZZZZZZZZ"] {
             assert!(validate_id("Team ID", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ABCDE1234", "ABCDE123456", "abcde12345", "ABCDE-1234", "ABCDÉ12345"] {
+        for bad in [
+            "",
+            "ABCDE1234",
+            "ABCDE123456",
+            "abcde12345",
+            "ABCDE-1234",
+            "ABCDÉ12345",
+        ] {
             assert!(validate_id("Key ID", bad).is_err(), "{bad}");
         }
     }

@@ -77,6 +77,7 @@ pub struct AppleTokenView {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

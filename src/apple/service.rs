@@ -97,17 +97,14 @@ impl AppleState {
     }
 
     fn store(&self, tenant: &str, key_id: &str, nonce: &[u8], token: &CachedToken) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                tenant.to_owned(),
-                Cached {
-                    key_id: key_id.to_owned(),
-                    nonce: nonce.to_vec(),
-                    token: token.clone(),
-                },
-            );
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            tenant.to_owned(),
+            Cached {
+                key_id: key_id.to_owned(),
+                nonce: nonce.to_vec(),
+                token: token.clone(),
+            },
+        );
     }
 
     fn forget(&self, tenant: &str) {
@@ -227,7 +224,12 @@ impl Engine {
             team_id: team_id.to_owned(),
             key_id: key_id.to_owned(),
             private_key: tx.seal(APPLE_KEYS, &record_key(tenant, key_id), &[]),
-            state: if first { state::ACTIVE } else { state::INACTIVE }.to_owned(),
+            state: if first {
+                state::ACTIVE
+            } else {
+                state::INACTIVE
+            }
+            .to_owned(),
             added_at: now,
             activated_at: first.then_some(now),
             retired_at: None,
@@ -447,18 +449,17 @@ impl Engine {
             else {
                 return Err(no_active_key(tenant, rx.tenant(tenant)?.is_some()));
             };
-            if let Some(sealed) = &rec.cached_token {
-                if let Some(c) = self.apple.hit(tenant, &rec.key_id, &sealed.nonce) {
-                    if c.usable(now, &policy) {
-                        return Ok(token_view(tenant, &rec, c));
-                    }
-                }
+            if let Some(sealed) = &rec.cached_token
+                && let Some(c) = self.apple.hit(tenant, &rec.key_id, &sealed.nonce)
+                && c.usable(now, &policy)
+            {
+                return Ok(token_view(tenant, &rec, c));
             }
-            if let Some((nonce, c)) = open_cache!(rx, tenant, rec) {
-                if c.usable(now, &policy) {
-                    self.apple.store(tenant, &rec.key_id, &nonce, &c);
-                    return Ok(token_view(tenant, &rec, c));
-                }
+            if let Some((nonce, c)) = open_cache!(rx, tenant, rec)
+                && c.usable(now, &policy)
+            {
+                self.apple.store(tenant, &rec.key_id, &nonce, &c);
+                return Ok(token_view(tenant, &rec, c));
             }
         }
         // Sign a new one. The write transaction serialises minters; re-check first.
@@ -470,11 +471,11 @@ impl Engine {
         else {
             return Err(no_active_key(tenant, tx.tenant(tenant)?.is_some()));
         };
-        if let Some((nonce, c)) = open_cache!(tx, tenant, rec) {
-            if c.usable(now, &policy) {
-                self.apple.store(tenant, &rec.key_id, &nonce, &c);
-                return Ok(token_view(tenant, &rec, c));
-            }
+        if let Some((nonce, c)) = open_cache!(tx, tenant, rec)
+            && c.usable(now, &policy)
+        {
+            self.apple.store(tenant, &rec.key_id, &nonce, &c);
+            return Ok(token_view(tenant, &rec, c));
         }
         let c = mint(&tx, tenant, &mut rec, &policy, now)?;
         let nonce = rec
@@ -542,13 +543,8 @@ impl Engine {
             user::Outcome::Valid => {
                 let jitter = rand::random_range(0..=policy.validate_interval_secs / 10) as i64;
                 let due = now + policy.validate_interval_secs as i64 + jitter;
-                let rec = self.record_validation(
-                    &id,
-                    &nonce,
-                    Status::Connected,
-                    "validated",
-                    Some(due),
-                )?;
+                let rec =
+                    self.record_validation(&id, &nonce, Status::Connected, "validated", Some(due))?;
                 match rec {
                     Some(rec) => Ok(Response::Connection(ConnectionView::new(&id, &rec))),
                     None => Err(Error::not_found("connection", id.to_string())),

@@ -32,9 +32,7 @@ pub fn http_client() -> crate::error::Result<reqwest::Client> {
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("tokenvault/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| {
-            crate::error::Error::Internal(format!("cannot build the HTTP client: {e}"))
-        })
+        .map_err(|e| crate::error::Error::Internal(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Asks `GET {api_base}/v1/me/storefront` whether `music_user_token` is still good.

@@ -47,23 +47,38 @@ fn bad_keys_are_refused_with_a_clear_error_and_nothing_stored() {
         (unreadable, TEAM, KEY1, "cannot read"),
         (fixture("AuthKey_KEY1AAAAAA.p8"), "team", KEY1, "Team ID"),
         (fixture("AuthKey_KEY1AAAAAA.p8"), TEAM, "KEY1", "Key ID"),
-        (fixture("AuthKey_KEY1AAAAAA.p8"), "TEAMAAAAA!", KEY1, "Team ID"),
-        (fixture("AuthKey_KEY1AAAAAA.p8"), TEAM, "key1aaaaaa", "Key ID"),
+        (
+            fixture("AuthKey_KEY1AAAAAA.p8"),
+            "TEAMAAAAA!",
+            KEY1,
+            "Team ID",
+        ),
+        (
+            fixture("AuthKey_KEY1AAAAAA.p8"),
+            TEAM,
+            "key1aaaaaa",
+            "Key ID",
+        ),
     ];
     for (file, team, key, expect) in cases {
         let out = tv
             .cmd()
-            .args(["apple", "key", "add", "acme", "--team-id", team, "--key-id", key])
+            .args([
+                "apple",
+                "key",
+                "add",
+                "acme",
+                "--team-id",
+                team,
+                "--key-id",
+                key,
+            ])
             .arg("--p8")
             .arg(&file)
             .output()
             .unwrap();
         let err = stderr(&out);
-        assert!(
-            !out.status.success(),
-            "{} was accepted",
-            file.display()
-        );
+        assert!(!out.status.success(), "{} was accepted", file.display());
         assert!(err.contains(expect), "{}: {err}", file.display());
         assert!(stdout(&out).is_empty());
         // no key material in the message
@@ -72,10 +87,17 @@ fn bad_keys_are_refused_with_a_clear_error_and_nothing_stored() {
                 assert!(!err.contains(&line[..16]), "{err}");
             }
         }
-        assert_eq!(apple_key_count(&tv), 0, "{} stored something", file.display());
+        assert_eq!(
+            apple_key_count(&tv),
+            0,
+            "{} stored something",
+            file.display()
+        );
     }
     assert!(
-        !audit_actions(&tv).iter().any(|a| a.starts_with("apple_key")),
+        !audit_actions(&tv)
+            .iter()
+            .any(|a| a.starts_with("apple_key")),
         "a refused key was audited as added"
     );
 }
@@ -111,7 +133,16 @@ fn add_list_activate_retire_through_the_binary() {
     for k in [KEY1, KEY2] {
         let out = tv
             .cmd()
-            .args(["apple", "key", "add", "acme", "--team-id", TEAM, "--key-id", k])
+            .args([
+                "apple",
+                "key",
+                "add",
+                "acme",
+                "--team-id",
+                TEAM,
+                "--key-id",
+                k,
+            ])
             .arg("--p8")
             .arg(fixture(&format!("AuthKey_{k}.p8")))
             .output()
@@ -120,7 +151,16 @@ fn add_list_activate_retire_through_the_binary() {
     }
     // adding the same key id twice is refused
     tv.cmd()
-        .args(["apple", "key", "add", "acme", "--team-id", TEAM, "--key-id", KEY1])
+        .args([
+            "apple",
+            "key",
+            "add",
+            "acme",
+            "--team-id",
+            TEAM,
+            "--key-id",
+            KEY1,
+        ])
         .arg("--p8")
         .arg(fixture("AuthKey_KEY1AAAAAA.p8"))
         .assert()
@@ -144,7 +184,10 @@ fn add_list_activate_retire_through_the_binary() {
     assert_eq!(states, vec![(KEY1, "active"), (KEY2, "inactive")]);
     // the list never shows key material
     let text = serde_json::to_string(&l).unwrap();
-    assert!(!text.contains("private_key") && !text.contains("MIG"), "{text}");
+    assert!(
+        !text.contains("private_key") && !text.contains("MIG"),
+        "{text}"
+    );
 
     // a token from KEY1, so KEY1 has a last token when it is replaced
     let out = tv.cmd().args(["apple", "token", "acme"]).output().unwrap();
@@ -166,7 +209,10 @@ fn add_list_activate_retire_through_the_binary() {
         .output()
         .unwrap();
     let human = stdout(&out);
-    assert!(human.contains("retiring") && human.contains("active"), "{human}");
+    assert!(
+        human.contains("retiring") && human.contains("active"),
+        "{human}"
+    );
 
     // the active key cannot be retired without --force
     let out = tv

@@ -37,7 +37,11 @@ async fn rotation_end_to_end() {
     assert_eq!(key_state(&k, KEY2), "active");
     assert_eq!(key_state(&k, KEY1), "retiring");
     let k1 = k.iter().find(|k| k.key_id == KEY1).unwrap();
-    assert_eq!(k1.last_token_exp, Some(c1.exp), "retiring shows its last token's expiry");
+    assert_eq!(
+        k1.last_token_exp,
+        Some(c1.exp),
+        "retiring shows its last token's expiry"
+    );
 
     // another engine on the same file (another CLI process) agrees: key 2's token
     let e_other = {
@@ -60,7 +64,13 @@ async fn rotation_end_to_end() {
     .unwrap();
     let k = keys(&e, "acme").await;
     assert_eq!(key_state(&k, KEY1), "retired");
-    assert!(k.iter().find(|k| k.key_id == KEY1).unwrap().retired_at.is_some());
+    assert!(
+        k.iter()
+            .find(|k| k.key_id == KEY1)
+            .unwrap()
+            .retired_at
+            .is_some()
+    );
     for _ in 0..3 {
         let t = token(&e, &admin(), "acme").await.unwrap();
         assert!(verifies_with(&t, KEY2) && !verifies_with(&t, KEY1));
@@ -114,7 +124,12 @@ async fn nothing_signed_by_a_retired_key_is_handed_out_after_a_change_behind_the
     {
         let tx = e.vault().write().unwrap();
         for mut k in tx.apple_keys("acme").unwrap() {
-            k.state = if k.key_id == KEY1 { "retired" } else { "active" }.into();
+            k.state = if k.key_id == KEY1 {
+                "retired"
+            } else {
+                "active"
+            }
+            .into();
             tx.put_apple_key("acme", k, None).unwrap();
         }
         tx.commit().unwrap();

@@ -19,7 +19,10 @@ async fn token_verifies_with_the_public_key_and_claims_are_right() {
     let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
     parts[1] = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        format!(r#"{{"iss":"{TEAM}","iat":{now},"exp":{}}}"#, now + MAX_LIFETIME + 1),
+        format!(
+            r#"{{"iss":"{TEAM}","iat":{now},"exp":{}}}"#,
+            now + MAX_LIFETIME + 1
+        ),
     );
     assert!(!verifies_with(&parts.join("."), KEY1));
 }
@@ -38,12 +41,22 @@ async fn lifetime_and_origin_come_from_the_config() {
         origin = ["https://app.example", "https://www.example"]
         "#,
     );
-    e.handle(&admin(), Request::TenantAdd { name: "acme".into() })
-        .await
-        .unwrap();
+    e.handle(
+        &admin(),
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
     add_key(&e, "acme", KEY1).await.unwrap();
     let json = match e
-        .handle(&admin(), Request::AppleToken { tenant: "acme".into() })
+        .handle(
+            &admin(),
+            Request::AppleToken {
+                tenant: "acme".into(),
+            },
+        )
         .await
         .unwrap()
     {
@@ -127,7 +140,16 @@ fn the_cli_hands_out_the_same_cached_token_across_processes() {
     let tv = TestVault::new();
     tv.cmd().args(["tenant", "add", "acme"]).assert().success();
     tv.cmd()
-        .args(["apple", "key", "add", "acme", "--team-id", TEAM, "--key-id", KEY1])
+        .args([
+            "apple",
+            "key",
+            "add",
+            "acme",
+            "--team-id",
+            TEAM,
+            "--key-id",
+            KEY1,
+        ])
         .arg("--p8")
         .arg(fixture("AuthKey_KEY1AAAAAA.p8"))
         .assert()
@@ -162,9 +184,14 @@ fn the_cli_hands_out_the_same_cached_token_across_processes() {
 #[tokio::test]
 async fn get_tenant_apple_music_is_scoped_to_the_tenant() {
     let (_tv, e, _) = vault_with_key1().await;
-    e.handle(&admin(), Request::TenantAdd { name: "other".into() })
-        .await
-        .unwrap();
+    e.handle(
+        &admin(),
+        Request::TenantAdd {
+            name: "other".into(),
+        },
+    )
+    .await
+    .unwrap();
     let get = |c: Caller, addr: &str| {
         let req = Request::Get {
             connection: addr.into(),

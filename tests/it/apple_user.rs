@@ -53,7 +53,10 @@ async fn validate_user_token_maps_statuses_and_sends_both_headers() {
     };
     match validate_user_token(&http, &dead, "DEV.TOKEN.X", MUT).await {
         Outcome::RetryLater { reason, .. } => {
-            assert!(!reason.contains(MUT) && !reason.contains("DEV.TOKEN"), "{reason}")
+            assert!(
+                !reason.contains(MUT) && !reason.contains("DEV.TOKEN"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -64,8 +67,11 @@ async fn setup(api: &FakeAppleApi) -> (TestVault, Engine, std::sync::Arc<TestClo
     // the config file, as `--config` would load it
     let cfg = tv.file(
         "config.toml",
-        format!("[apple_music]\napi_base = \"{}\"\nvalidate_interval_secs = 3600\n", api.base)
-            .as_bytes(),
+        format!(
+            "[apple_music]\napi_base = \"{}\"\nvalidate_interval_secs = 3600\n",
+            api.base
+        )
+        .as_bytes(),
     );
     e.set_config(tokenvault::config::Config::load(&cfg).unwrap());
     e.handle(
@@ -115,7 +121,10 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
 
     // 503: retrying, attempt counted, retried sooner than the hourly check
     api.set_status(503);
-    let err = e.validate_apple_connection(&admin(), conn).await.unwrap_err();
+    let err = e
+        .validate_apple_connection(&admin(), conn)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "provider_unavailable");
     assert_eq!(err.exit_code(), 7);
     let v = show(&e);
@@ -133,7 +142,9 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
         }
     );
     api.set_status(500);
-    e.validate_apple_connection(&admin(), conn).await.unwrap_err();
+    e.validate_apple_connection(&admin(), conn)
+        .await
+        .unwrap_err();
     assert_eq!(show(&e).attempts, 2);
 
     // back to 200: connected, attempts reset, an event
@@ -146,7 +157,10 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     // 401 and 403: needs_reauth, not scheduled again, `get` refuses the token
     for code in [401u16, 403] {
         api.set_status(code);
-        let err = e.validate_apple_connection(&admin(), conn).await.unwrap_err();
+        let err = e
+            .validate_apple_connection(&admin(), conn)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "needs_reauth", "{code}");
         let v = show(&e);
         assert_eq!(v.status, Status::NeedsReauth);

@@ -83,7 +83,11 @@ pub fn verify(token: &str, key_id: &str) -> Claims {
     let c = data.claims;
     assert_eq!(c.iss, TEAM);
     assert!(c.exp > c.iat);
-    assert!(c.exp - c.iat <= MAX_LIFETIME, "exp - iat = {}", c.exp - c.iat);
+    assert!(
+        c.exp - c.iat <= MAX_LIFETIME,
+        "exp - iat = {}",
+        c.exp - c.iat
+    );
     c
 }
 
