@@ -38,7 +38,7 @@ impl Caller {
         }
     }
 
-    fn require_admin(&self) -> Result<()> {
+    pub(crate) fn require_admin(&self) -> Result<()> {
         match self {
             Caller::Admin { .. } => Ok(()),
             Caller::Tenant { .. } => Err(Error::Forbidden(
@@ -47,7 +47,7 @@ impl Caller {
         }
     }
 
-    fn require_tenant(&self, tenant: &str) -> Result<()> {
+    pub(crate) fn require_tenant(&self, tenant: &str) -> Result<()> {
         match self {
             Caller::Admin { .. } => Ok(()),
             Caller::Tenant { tenant: own, .. } if own == tenant => Ok(()),
@@ -184,6 +184,31 @@ pub enum Request {
         #[serde(default)]
         replace: bool,
     },
+    /// Adds an Apple Music signing key; `p8` is the PEM text of the `.p8` file.
+    AppleKeyAdd {
+        tenant: String,
+        team_id: String,
+        key_id: String,
+        p8: Secret,
+    },
+    AppleKeyList {
+        tenant: String,
+    },
+    AppleKeyActivate {
+        tenant: String,
+        key_id: String,
+    },
+    AppleKeyRetire {
+        tenant: String,
+        key_id: String,
+        /// Allows retiring the active key (the tenant then has no developer token).
+        #[serde(default)]
+        force: bool,
+    },
+    /// The tenant's Apple Music developer token.
+    AppleToken {
+        tenant: String,
+    },
 }
 
 impl Request {
@@ -209,6 +234,11 @@ impl Request {
             Request::BackupExport { .. } => "backup_export",
             Request::BackupVerify { .. } => "backup_verify",
             Request::BackupRestore { .. } => "backup_restore",
+            Request::AppleKeyAdd { .. } => "apple_key_add",
+            Request::AppleKeyList { .. } => "apple_key_list",
+            Request::AppleKeyActivate { .. } => "apple_key_activate",
+            Request::AppleKeyRetire { .. } => "apple_key_retire",
+            Request::AppleToken { .. } => "apple_token",
         }
     }
 }
@@ -341,6 +371,10 @@ pub enum Response {
     },
     Status(StatusView),
     Backup(crate::backup::BackupReport),
+    AppleKeys {
+        keys: Vec<crate::apple::AppleKeyView>,
+    },
+    AppleToken(crate::apple::AppleTokenView),
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -368,6 +402,8 @@ pub struct Engine {
     config: std::sync::RwLock<Arc<Config>>,
     /// Scheduled-backup outcome and test settings (see `backup::ops`).
     pub(crate) backup: crate::backup::EngineBackupState,
+    /// Apple Music developer-token cache and HTTP client.
+    pub(crate) apple: crate::apple::AppleState,
 }
 
 impl Engine {
@@ -385,6 +421,7 @@ impl Engine {
             daemon: false,
             config: std::sync::RwLock::new(Arc::new(Config::default())),
             backup: Default::default(),
+            apple: crate::apple::AppleState::default(),
         }
     }
 
@@ -543,6 +580,13 @@ impl Engine {
                 Ok(done(format!("client {tenant}/{provider} removed")))
             }
             Request::Put { connection, token } => self.put(caller, &connection, token),
+            // `TENANT/apple-music` (two parts): the tenant's developer token (SPEC §7).
+            Request::Get { connection, .. }
+                if crate::apple::developer_token_tenant(&connection).is_some() =>
+            {
+                let tenant = crate::apple::developer_token_tenant(&connection).unwrap_or("");
+                self.apple_get(caller, tenant)
+            }
             Request::Get {
                 connection,
                 min_ttl,
@@ -661,10 +705,28 @@ impl Engine {
                 )
                 .map(Response::Backup)
             }
+            Request::AppleKeyAdd {
+                tenant,
+                team_id,
+                key_id,
+                p8,
+            } => self.apple_key_add(caller, &tenant, &team_id, &key_id, &p8),
+            Request::AppleKeyList { tenant } => self.apple_key_list(caller, &tenant),
+            Request::AppleKeyActivate { tenant, key_id } => {
+                self.apple_key_activate(caller, &tenant, &key_id)
+            }
+            Request::AppleKeyRetire {
+                tenant,
+                key_id,
+                force,
+            } => self.apple_key_retire(caller, &tenant, &key_id, force),
+            Request::AppleToken { tenant } => self
+                .apple_developer_token(caller, &tenant)
+                .map(Response::AppleToken),
         }
     }
 
-    fn require_tenant_exists(&self, tx: &Tx, tenant: &str) -> Result<()> {
+    pub(crate) fn require_tenant_exists(&self, tx: &Tx, tenant: &str) -> Result<()> {
         if tx.tenant(tenant)?.is_none() {
             return Err(Error::NotFound {
                 what: "tenant",
@@ -953,7 +1015,7 @@ impl Engine {
     }
 
     /// Audits inside the transaction that makes the change: both or neither.
-    fn audit_in(
+    pub(crate) fn audit_in(
         &self,
         tx: &Tx,
         caller: &Caller,
@@ -990,7 +1052,7 @@ impl Engine {
     }
 
     /// Queues an audit record of a hand-out; no disk write on the caller's path.
-    fn queue_audit(
+    pub(crate) fn queue_audit(
         &self,
         caller: &Caller,
         action: &str,

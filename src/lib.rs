@@ -14,9 +14,11 @@
 //! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
 //! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
+//! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
+pub mod apple;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -297,6 +297,9 @@ pub fn export(
     for (t, mut record) in apple {
         let der = rx.apple_private_key(&t, &record)?;
         record.private_key = format::empty_sealed();
+        // The cached developer token is sealed to this vault's keyring and can be re-signed
+        // at any time: it is not backed up.
+        record.cached_token = None;
         put(
             &mut w,
             Record::AppleKey {

@@ -405,9 +405,10 @@ pub fn restore(
             }
             Record::AppleKey {
                 tenant,
-                record,
+                mut record,
                 private_key,
             } => {
+                record.cached_token = None;
                 let der = zeroize::Zeroizing::new(private_key);
                 tx.put_apple_key(&tenant, record, Some(&der))
             }

@@ -140,6 +140,9 @@ pub enum Command {
     /// Encrypted backups: export, verify, restore (age files).
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// Apple Music signing keys and developer tokens.
+    #[command(subcommand)]
+    Apple(super::apple::AppleCmd),
 }
 
 #[derive(Debug, Subcommand)]

@@ -73,6 +73,10 @@ pub fn print(
         Response::Status(s) => status(out, s, now),
         Response::Backup(r) if as_json => json(out, r),
         Response::Backup(r) => backup_report(out, r),
+        Response::AppleKeys { keys } if as_json => json(out, keys),
+        Response::AppleKeys { keys } => super::apple::print_keys(out, keys, now),
+        Response::AppleToken(t) if as_json => json(out, t),
+        Response::AppleToken(t) => super::apple::print_token(out, t),
         other => json(out, other),
     }
 }

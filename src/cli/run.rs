@@ -226,6 +226,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Backup(b) => backup_request(b, &mut pr)?,
+        Command::Apple(cmd) => {
+            let (req, json) = super::apple::request(cmd)?;
+            pr.json = json;
+            req
+        }
     };
     let resp = execute_local(&g, req).await?;
     let now = chrono::Utc::now().timestamp();

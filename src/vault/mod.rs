@@ -383,7 +383,11 @@ impl Vault {
                 names::APPLE_KEYS,
                 &old,
                 &next,
-                |r: &mut AppleKeyRecord| vec![&mut r.private_key],
+                |r: &mut AppleKeyRecord| {
+                    std::iter::once(&mut r.private_key)
+                        .chain(r.cached_token.as_mut())
+                        .collect()
+                },
             )?;
             header.keyring = next.wrap(&kek);
             header.rekeyed_at = Some(now());

@@ -183,6 +183,7 @@ pub fn fill(vault: &Vault, f: &Fill) {
                 activated_at: Some(1_650_000_001),
                 retired_at: None,
                 last_token_exp: Some(1_700_000_000),
+                cached_token: None,
             };
             let der: Vec<u8> = (0..138u8).map(|b| b ^ ti as u8).collect();
             tx.put_apple_key(t, rec, Some(&der)).unwrap();

@@ -2,6 +2,8 @@
 //! in-process engines.
 #![allow(dead_code)]
 
+pub mod apple;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
