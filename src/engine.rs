@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
+mod tenant_keys;
+pub use tenant_keys::{GrantView, TenantKeyView};
+
 /// Who is asking. Decided by the front end (peer uid, tenant key, or the local user), never
 /// by the request itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +153,36 @@ pub enum Request {
         new_passphrase: Secret,
     },
     Rekey,
+    /// Scopes a socket connection to the key's tenant. Handled by the socket server; the
+    /// engine refuses it.
+    Auth {
+        tenant_key: Secret,
+    },
+    TenantKeyIssue {
+        tenant: String,
+        #[serde(default)]
+        label: Option<String>,
+    },
+    TenantKeyList {
+        tenant: String,
+    },
+    TenantKeyRevoke {
+        tenant: String,
+        key_id: String,
+    },
+    TenantGrant {
+        tenant: String,
+        uid: u32,
+    },
+    TenantRevokeGrant {
+        tenant: String,
+        uid: u32,
+    },
+    TenantGrantList {
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    Metrics,
 }
 
 impl Request {
@@ -172,6 +205,14 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::Passwd { .. } => "passwd",
             Request::Rekey => "rekey",
+            Request::Auth { .. } => "auth",
+            Request::TenantKeyIssue { .. } => "tenant_key_issue",
+            Request::TenantKeyList { .. } => "tenant_key_list",
+            Request::TenantKeyRevoke { .. } => "tenant_key_revoke",
+            Request::TenantGrant { .. } => "tenant_grant",
+            Request::TenantRevokeGrant { .. } => "tenant_revoke_grant",
+            Request::TenantGrantList { .. } => "tenant_grant_list",
+            Request::Metrics => "metrics",
         }
     }
 }
@@ -300,6 +341,22 @@ pub enum Response {
         records: Vec<AuditRecord>,
     },
     Status(StatusView),
+    /// A newly issued tenant key: shown once, never stored in clear.
+    TenantKey {
+        tenant: String,
+        key_id: String,
+        key: Secret,
+    },
+    TenantKeys {
+        keys: Vec<TenantKeyView>,
+    },
+    Grants {
+        grants: Vec<GrantView>,
+    },
+    /// Prometheus text exposition.
+    Metrics {
+        text: String,
+    },
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -325,6 +382,8 @@ pub struct Engine {
     daemon: bool,
     /// The configuration file; replaced whole on SIGHUP (`set_config`).
     config: std::sync::RwLock<Arc<Config>>,
+    /// Counters for `metrics` (refreshes, latency, tokens served, socket connections).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Engine {
@@ -341,6 +400,7 @@ impl Engine {
             pending_audit: Mutex::new(Vec::new()),
             daemon: false,
             config: std::sync::RwLock::new(Arc::new(Config::default())),
+            metrics: Arc::default(),
         }
     }
 
@@ -360,6 +420,11 @@ impl Engine {
     /// Replaces the configuration (at start-up and on SIGHUP).
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The counters behind `metrics`; the refresh engine reports provider calls here.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn vault(&self) -> &Vault {
@@ -384,6 +449,9 @@ impl Engine {
     pub async fn handle(&self, caller: &Caller, req: Request) -> Result<Response> {
         let op = req.op();
         let result = self.dispatch(caller, req).await;
+        if let Ok(Response::Token { .. }) = &result {
+            self.metrics.token_served();
+        }
         if let Err(e) = &result {
             tracing::debug!(op, code = e.code(), "request failed");
         }
@@ -571,6 +639,30 @@ impl Engine {
                 Ok(done(format!(
                     "new data key term {term}; {n} records re-encrypted"
                 )))
+            }
+            Request::Auth { .. } => Err(Error::invalid(
+                "op",
+                "auth is answered by the daemon's socket only: present the tenant key there",
+            )),
+            Request::TenantKeyIssue { tenant, label } => {
+                self.tenant_key_issue(caller, &tenant, label)
+            }
+            Request::TenantKeyList { tenant } => self.tenant_key_list(caller, &tenant),
+            Request::TenantKeyRevoke { tenant, key_id } => {
+                self.tenant_key_revoke(caller, &tenant, &key_id)
+            }
+            Request::TenantGrant { tenant, uid } => self.tenant_grant(caller, &tenant, uid),
+            Request::TenantRevokeGrant { tenant, uid } => {
+                self.tenant_revoke_grant(caller, &tenant, uid)
+            }
+            Request::TenantGrantList { tenant } => {
+                self.tenant_grant_list(caller, tenant.as_deref())
+            }
+            Request::Metrics => {
+                caller.require_admin()?;
+                Ok(Response::Metrics {
+                    text: crate::metrics::render(self)?,
+                })
             }
         }
     }

@@ -100,6 +100,10 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// An error the daemon answered with, carried back to the CLI by its protocol code.
+    #[error("{message}")]
+    Remote { code: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -137,6 +141,15 @@ impl Error {
             Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
             Error::ProviderUnavailable { .. } => exit::UNAVAILABLE,
             Error::Invalid { .. } => exit::USAGE,
+            Error::Remote { code, .. } => match code.as_str() {
+                "locked" => exit::LOCKED,
+                "not_found" => exit::NOT_FOUND,
+                "forbidden" | "unauthorized" => exit::FORBIDDEN,
+                "needs_reauth" | "config_error" => exit::NEEDS_REAUTH,
+                "provider_unavailable" => exit::UNAVAILABLE,
+                "bad_request" => exit::USAGE,
+                _ => exit::OTHER,
+            },
             _ => exit::OTHER,
         }
     }
@@ -154,6 +167,17 @@ impl Error {
             Error::Config(_) => "config_error",
             Error::ProviderUnavailable { .. } => "provider_unavailable",
             Error::Invalid { .. } | Error::AlreadyExists { .. } => "bad_request",
+            Error::Remote { code, .. } => match code.as_str() {
+                "locked" => "locked",
+                "not_found" => "not_found",
+                "forbidden" => "forbidden",
+                "unauthorized" => "unauthorized",
+                "needs_reauth" => "needs_reauth",
+                "config_error" => "config_error",
+                "provider_unavailable" => "provider_unavailable",
+                "bad_request" => "bad_request",
+                _ => "internal",
+            },
             _ => "internal",
         }
     }

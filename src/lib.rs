@@ -13,18 +13,27 @@
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
 //! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
+//! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, the
+//!   newline-delimited JSON protocol, signals, systemd readiness.
+//! - [`client`]: the CLI side of the socket: send to a live daemon, else run in-process.
+//! - [`metrics`]: counters and the Prometheus text exposition.
+//! - [`webhook`]: signed POSTs on status changes.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod refresh;
 pub mod secret;
+pub mod server;
 pub mod token;
 pub mod vault;
+pub mod webhook;
 
 pub use engine::{Caller, Engine, Request, Response};
 pub use error::{Error, Result};

@@ -71,6 +71,29 @@ pub fn print(
         Response::Audit { records } => audit(out, records),
         Response::Status(s) if as_json => json(out, s),
         Response::Status(s) => status(out, s, now),
+        Response::TenantKey { key, .. } if !as_json => writeln!(out, "{}", key.expose()),
+        Response::TenantKey {
+            tenant,
+            key_id,
+            key,
+        } => json(
+            out,
+            &serde_json::json!({"tenant": tenant, "key_id": key_id, "key": key.expose()}),
+        ),
+        Response::TenantKeys { keys } if as_json => json(out, keys),
+        Response::TenantKeys { keys } => tenant_keys(out, keys),
+        Response::Grants { grants } if as_json => json(out, grants),
+        Response::Grants { grants } => {
+            if grants.is_empty() {
+                return writeln!(out, "no grants");
+            }
+            writeln!(out, "{:<10}  TENANT", "UID")?;
+            for g in grants {
+                writeln!(out, "{:<10}  {}", g.uid, g.tenant)?;
+            }
+            Ok(())
+        }
+        Response::Metrics { text } if !as_json => write!(out, "{text}"),
         other => json(out, other),
     }
 }
@@ -239,4 +262,26 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
     )?;
     writeln!(out, "expiring <1h: {}", s.expiring_within_hour)?;
     writeln!(out, "failures <1h: {}", s.failures_last_hour)
+}
+
+fn tenant_keys(out: &mut impl Write, ks: &[crate::engine::TenantKeyView]) -> std::io::Result<()> {
+    if ks.is_empty() {
+        return writeln!(out, "no tenant keys");
+    }
+    writeln!(
+        out,
+        "{:<16}  {:<22}  {:<22}  LABEL",
+        "KEY ID", "CREATED", "REVOKED"
+    )?;
+    for k in ks {
+        writeln!(
+            out,
+            "{:<16}  {:<22}  {:<22}  {}",
+            k.key_id,
+            fmt_time(k.created_at),
+            k.revoked_at.map(fmt_time).unwrap_or_else(|| "-".into()),
+            k.label.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
 }
