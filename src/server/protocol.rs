@@ -181,7 +181,10 @@ mod tests {
             (br#"{"op":"frobnicate"}"#, "unknown op \"frobnicate\""),
             (br#"{"op":"DROP TABLE"}"#, "unknown op"),
             (br#"{"op":"get"}"#, "missing field `connection`"),
-            (br#"{"op":"hello","x":1}"#, "unknown field `x`"),
+            (
+                br#"{"op":"get","connection":"a/b/c","x":1}"#,
+                "unknown field `x`",
+            ),
             (
                 br#"{"op":"tenant_grant","tenant":"a","uid":"s3cr3t"}"#,
                 "wrong type",

@@ -5,5 +5,8 @@
 mod support;
 
 mod cli;
+mod daemon_cli;
+mod daemon_hostile;
+mod daemon_isolation;
 mod failures;
 mod hygiene;
