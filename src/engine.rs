@@ -964,6 +964,17 @@ impl Engine {
         tx.append_audit(&self.record(caller, action, tenant, target, outcome))
     }
 
+    /// Records an admin change that happened outside `handle` (e.g. `init`), durably.
+    pub fn audit_admin(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<()> {
+        self.audit_now(caller, action, None, target, outcome)
+    }
+
     fn audit_now(
         &self,
         caller: &Caller,

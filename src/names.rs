@@ -143,4 +143,17 @@ mod tests {
         }
         assert!(ConnectionId::parse(&format!("a/b/{}", "x".repeat(256))).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_display_roundtrip(t in "[a-z0-9][a-z0-9_-]{0,20}", p in "[a-z0-9][a-z0-9-]{0,10}", a in "[^/\\p{Cc}]{1,60}") {
+            let c = ConnectionId::parse(&format!("{t}/{p}/{a}")).unwrap();
+            proptest::prop_assert_eq!(ConnectionId::parse(&c.to_string()).unwrap(), c);
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,300}") {
+            let _ = ConnectionId::parse(&s);
+        }
+    }
 }

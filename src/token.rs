@@ -209,4 +209,17 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{}", String::from_utf8_lossy(bad));
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = TokenResponse::parse(&bytes, 1_700_000_000);
+        }
+
+        #[test]
+        fn lifetimes_become_absolute_expiry(secs in 0i64..315_000_000, now in 0i64..2_000_000_000) {
+            let r = TokenResponse::parse(format!(r#"{{"access_token":"A","expires_in":{secs}}}"#).as_bytes(), now).unwrap();
+            proptest::prop_assert_eq!(r.expires_at, Some(now + secs));
+        }
+    }
 }

@@ -55,6 +55,9 @@ fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
                 .map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?;
         }
         None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("reading the token response JSON from stdin; end with Ctrl-D");
+            }
             std::io::stdin()
                 .lock()
                 .take(1024 * 1024 + 1)
@@ -109,6 +112,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let pass = passphrase::passphrase(g.passphrase_file.as_deref(), true)?;
             let vault = Vault::init(&path, &pass, kdf)?;
             println!("created vault {}", vault.path().display());
+            Engine::new(vault).audit_admin(
+                &local_caller(),
+                "init",
+                &path.display().to_string(),
+                "ok",
+            )?;
             return Ok(0);
         }
         Command::Passwd {
@@ -269,12 +278,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
     output::print(&mut out, &resp, pr.json, now)
         .and_then(|_| out.flush())
         .map_err(|e| Error::io("cannot write to stdout", e))?;
-    if pr.health {
-        if let Response::Status(s) = &resp {
-            if !s.healthy {
-                return Ok(1);
-            }
-        }
+    if let (true, Response::Status(s)) = (pr.health, &resp)
+        && !s.healthy
+    {
+        return Ok(1);
     }
     Ok(0)
 }

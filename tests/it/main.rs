@@ -2,6 +2,7 @@
 //! run against the real binary, a real vault file, real sockets and real HTTP servers on
 //! 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
 mod cli;
