@@ -14,6 +14,8 @@
 //!
 //! Everything reports medians and ratios measured in this one run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -149,7 +151,12 @@ fn main() {
     };
     rt.block_on(async {
         engine
-            .handle(&admin, Request::TenantAdd { name: "acme".into() })
+            .handle(
+                &admin,
+                Request::TenantAdd {
+                    name: "acme".into(),
+                },
+            )
             .await
             .unwrap();
         engine
@@ -266,7 +273,11 @@ fn time_process(mut mk: impl FnMut() -> std::process::Command, n: usize, want: &
         let t = Instant::now();
         let out = mk().output().unwrap();
         v.push(t.elapsed().as_secs_f64() * 1e3);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), want);
     }
     v
@@ -294,7 +305,15 @@ fn process_comparison(dir: &Path) {
     env(&mut init);
     let ok = init
         .env("TOKENVAULT_PASSPHRASE_FILE", &pass)
-        .args(["init", "--kdf-memory-mib", "19", "--kdf-iterations", "2", "--kdf-parallelism", "1"])
+        .args([
+            "init",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-iterations",
+            "2",
+            "--kdf-parallelism",
+            "1",
+        ])
         .status()
         .unwrap();
     assert!(ok.success());
@@ -327,7 +346,9 @@ fn process_comparison(dir: &Path) {
     run(&["tenant", "add", "acme"], None);
     run(
         &["put", "acme/spotify/alice"],
-        Some(&format!("{{\"access_token\":\"{TOKEN}\",\"expires_in\":86400}}")),
+        Some(&format!(
+            "{{\"access_token\":\"{TOKEN}\",\"expires_in\":86400}}"
+        )),
     );
     let tv_get = || {
         let mut c = std::process::Command::new(&tv);
@@ -353,12 +374,29 @@ fn process_comparison(dir: &Path) {
         std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
         let gen_ok = std::process::Command::new("gpg")
             .env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "bench@tokenvault.invalid", "default", "default", "never"])
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "bench@tokenvault.invalid",
+                "default",
+                "default",
+                "never",
+            ])
             .stderr(std::process::Stdio::null())
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if gen_ok && pass_cmd(&["init", "bench@tokenvault.invalid"]).stdout(std::process::Stdio::null()).status().map(|s| s.success()).unwrap_or(false) {
+        if gen_ok
+            && pass_cmd(&["init", "bench@tokenvault.invalid"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        {
             let mut ch = pass_cmd(&["insert", "-m", "acme/spotify/alice"])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
@@ -366,7 +404,11 @@ fn process_comparison(dir: &Path) {
                 .unwrap();
             {
                 use std::io::Write;
-                ch.stdin.take().unwrap().write_all(format!("{TOKEN}\n").as_bytes()).unwrap();
+                ch.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{TOKEN}\n").as_bytes())
+                    .unwrap();
             }
             pass_ready = ch.wait().map(|s| s.success()).unwrap_or(false);
         }
@@ -381,7 +423,11 @@ fn process_comparison(dir: &Path) {
     for _ in 0..3 {
         a.extend(time_process(tv_get, n / 3, TOKEN));
         if pass_ready {
-            b.extend(time_process(|| pass_cmd(&["show", "acme/spotify/alice"]), n / 3, TOKEN));
+            b.extend(time_process(
+                || pass_cmd(&["show", "acme/spotify/alice"]),
+                n / 3,
+                TOKEN,
+            ));
         }
     }
     let ta = median(a);
@@ -402,5 +448,6 @@ fn process_comparison(dir: &Path) {
 }
 
 fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }

@@ -180,10 +180,10 @@ fn prepare_dir(opts: &ServeOptions) -> Result<PathBuf> {
         }
     } else {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(&dir) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(dir = %dir.display(), "the socket directory is accessible to group or others; chmod 700 it");
-            }
+        if let Ok(m) = std::fs::metadata(&dir)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(dir = %dir.display(), "the socket directory is accessible to group or others; chmod 700 it");
         }
     }
     Ok(dir)

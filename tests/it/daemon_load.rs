@@ -97,7 +97,9 @@ fn sixty_four_clients_during_refreshes_make_one_provider_call_per_connection() {
     };
     let tv = TestVault::new();
     let mut reqs = vec![
-        tokenvault::Request::TenantAdd { name: "acme".into() },
+        tokenvault::Request::TenantAdd {
+            name: "acme".into(),
+        },
         tokenvault::Request::ClientSet {
             tenant: "acme".into(),
             provider: "spotify".into(),
@@ -137,8 +139,16 @@ fn sixty_four_clients_during_refreshes_make_one_provider_call_per_connection() {
             })
         })
         .collect();
-    let errors: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    assert!(errors.is_empty(), "{} errors, first: {:?}", errors.len(), errors.first());
+    let errors: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
     let calls = calls.lock().unwrap();
     assert_eq!(calls.len(), 16, "{calls:?}");
     assert!(calls.values().all(|n| *n == 1), "{calls:?}");

@@ -105,10 +105,10 @@ impl Daemon {
             if let Some(status) = d.child.try_wait().unwrap() {
                 return Err(format!("exited {status}: {}", d.log()));
             }
-            if let Ok(mut c) = Conn::try_open(&d.socket) {
-                if c.call(serde_json::json!({"op":"hello"}))["ok"] == true {
-                    return Ok(d);
-                }
+            if let Ok(mut c) = Conn::try_open(&d.socket)
+                && c.call(serde_json::json!({"op":"hello"}))["ok"] == true
+            {
+                return Ok(d);
             }
             if Instant::now() > deadline {
                 return Err(d.log());
