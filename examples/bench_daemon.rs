@@ -11,6 +11,10 @@
 //! 2. Throughput with 32 concurrent clients against the same echo server.
 //! 3. `tokenvault get` as a whole process (daemon running) against `pass show` of an
 //!    equal secret (Debian's `pass`), when `pass` and `gpg` are installed.
+//! 4. `get` p50/p99 while the scheduler refreshes 10 000 due connections against a fake
+//!    provider answering after 50 ms, against the same probe at idle. It reports how many
+//!    provider calls happened during the measurement: with the refresh engine (issue 3)
+//!    not merged, none do and the figure is only the idle one twice.
 //!
 //! Everything reports medians and ratios measured in this one run.
 
@@ -256,6 +260,180 @@ fn main() {
 
     // --- 3. whole process: tokenvault get vs pass show ---
     process_comparison(dir.path());
+
+    // --- 4. get during a refresh storm ---
+    storm(&rt, dir.path());
+}
+
+fn storm(rt: &tokio::runtime::Runtime, dir: &Path) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokenvault::vault::records::{ConnectionRecord, Status, TokenSecrets};
+    const N: usize = 10_000;
+    let calls = Arc::new(AtomicU64::new(0));
+    let addr = {
+        let calls = calls.clone();
+        rt.block_on(async move {
+            use axum::{Json, Router, routing::post};
+            let app = Router::new().route(
+                "/token",
+                post(move || {
+                    let calls = calls.clone();
+                    async move {
+                        let n = calls.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Json(serde_json::json!({
+                            "access_token": format!("AT-storm-{n}"),
+                            "expires_in": 3600,
+                            "token_type": "Bearer"
+                        }))
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+            addr
+        })
+    };
+    let vault = Vault::init(
+        &dir.join("storm.redb"),
+        &Secret::new("bench"),
+        KdfParams::new(19, 2, 1).unwrap(),
+    )
+    .unwrap();
+    let engine = Arc::new(Engine::new(vault));
+    let admin = Caller::Admin {
+        actor: "bench".into(),
+    };
+    let now = engine.now();
+    rt.block_on(async {
+        engine
+            .handle(
+                &admin,
+                Request::TenantAdd {
+                    name: "acme".into(),
+                },
+            )
+            .await
+            .unwrap();
+        engine
+            .handle(
+                &admin,
+                Request::ClientSet {
+                    tenant: "acme".into(),
+                    provider: "spotify".into(),
+                    client_id: "cid".into(),
+                    client_secret: Some(Secret::new("csecret")),
+                    token_url: Some(format!("http://{addr}/token")),
+                    authorization_url: None,
+                    device_authorization_url: None,
+                    revocation_url: None,
+                    params: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        engine
+            .handle(
+                &admin,
+                Request::Put {
+                    connection: "acme/spotify/probe".into(),
+                    token: serde_json::json!({"access_token": TOKEN, "expires_in": 86400}),
+                },
+            )
+            .await
+            .unwrap();
+    });
+    let tx = engine.vault().write().unwrap();
+    for i in 0..N {
+        let key = format!("acme/spotify/storm{i:05}");
+        let secrets = TokenSecrets {
+            access_token: Secret::new(format!("AT-old-{i}")),
+            refresh_token: Some(Secret::new(format!("RT-old-{i}"))),
+            id_token: None,
+            extra: Default::default(),
+        };
+        let rec = ConnectionRecord {
+            status: Status::Connected,
+            reason: None,
+            status_at: now,
+            attempts: 0,
+            expires_at: Some(now + 240),
+            refresh_expires_at: None,
+            due_at: Some(now),
+            scope: None,
+            token_type: Some("Bearer".into()),
+            has_refresh_token: true,
+            has_id_token: false,
+            metadata_keys: vec![],
+            created_at: now,
+            updated_at: now,
+            last_refresh_at: None,
+            refresh_count: 0,
+            secrets: tx.seal_new(&key, &secrets),
+        };
+        tx.put_connection(&key, &rec).unwrap();
+    }
+    tx.commit().unwrap();
+    let sock = dir.join("storm.sock");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let _g = rt.enter();
+        let l = tokio::net::UnixListener::bind(&sock).unwrap();
+        rt.spawn(tokenvault::server::listener::run(
+            engine.clone(),
+            l,
+            std::future::pending(),
+        ));
+    }
+    let line = b"{\"op\":\"get\",\"connection\":\"acme/spotify/probe\"}\n".to_vec();
+    let samples = 3000;
+    let mut idle = Vec::new();
+    latency_round(&sock, &line, samples, &mut idle);
+    let before = calls.load(Ordering::Relaxed);
+    let t = Instant::now();
+    let mut rx = stop_rx.clone();
+    rt.spawn(tokenvault::refresh::run_scheduler(
+        engine.clone(),
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    let mut busy = Vec::new();
+    latency_round(&sock, &line, samples, &mut busy);
+    let during = calls.load(Ordering::Relaxed) - before;
+    let window = t.elapsed();
+    // let the storm finish (bounded) to report its rate
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while calls.load(Ordering::Relaxed) < N as u64 && Instant::now() < deadline && during > 0 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = calls.load(Ordering::Relaxed) - before;
+    let _ = stop_tx.send(true);
+    idle.sort();
+    busy.sort();
+    println!("get during a refresh storm ({N} due connections, provider answers after 50 ms)");
+    println!(
+        "  idle  : p50 {:.1} us  p99 {:.1} us",
+        us(pct(&idle, 0.5)),
+        us(pct(&idle, 0.99))
+    );
+    println!(
+        "  storm : p50 {:.1} us  p99 {:.1} us  ({during} provider calls during the {:.2} s window; {total} in all after {:.1} s)",
+        us(pct(&busy, 0.5)),
+        us(pct(&busy, 0.99)),
+        window.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "  ratio storm/idle p99: {:.2}x",
+        us(pct(&busy, 0.99)) / us(pct(&idle, 0.99))
+    );
+    if during == 0 {
+        println!(
+            "  NOTE: no provider call happened: the refresh engine is not in this build, so this is not a storm figure"
+        );
+    }
 }
 
 fn bin() -> PathBuf {

@@ -79,6 +79,16 @@ impl Dedup {
     }
 }
 
+/// Scheme and host of a URL, for logs: webhook URLs often carry a secret in their path or
+/// query (Slack-style hooks), so the rest is never logged.
+fn host(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("?", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}/…")
+}
+
 pub fn sign(key: &[u8], body: &[u8]) -> String {
     format!(
         "sha256={}",
@@ -160,7 +170,7 @@ async fn deliver(
     kind: &'static str,
 ) {
     let Some(secret_file) = &hook.secret_file else {
-        tracing::error!(url = %hook.url, "webhook has no secret_file; not sending unsigned events");
+        tracing::error!(url = %host(&hook.url), "webhook has no secret_file; not sending unsigned events");
         return;
     };
     let key = match crate::cli::passphrase::read_secret_file(
@@ -169,7 +179,7 @@ async fn deliver(
     ) {
         Ok(k) => k,
         Err(e) => {
-            tracing::error!(url = %hook.url, error = %e, "cannot read the webhook secret; event not sent");
+            tracing::error!(url = %host(&hook.url), error = %e, "cannot read the webhook secret; event not sent");
             return;
         }
     };
@@ -190,14 +200,14 @@ async fn deliver(
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {
-                tracing::debug!(url = %hook.url, attempt, "webhook delivered");
+                tracing::debug!(url = %host(&hook.url), attempt, "webhook delivered");
                 return;
             }
             Ok(r) => {
-                tracing::warn!(url = %hook.url, attempt, status = r.status().as_u16(), "webhook refused; will retry")
+                tracing::warn!(url = %host(&hook.url), attempt, status = r.status().as_u16(), "webhook refused; will retry")
             }
             Err(e) => {
-                tracing::warn!(url = %hook.url, attempt, error = %e.without_url(), "webhook failed; will retry")
+                tracing::warn!(url = %host(&hook.url), attempt, error = %e.without_url(), "webhook failed; will retry")
             }
         }
         if attempt < attempts {
@@ -205,7 +215,7 @@ async fn deliver(
             delay = (delay * 2).min(Duration::from_secs(300));
         }
     }
-    tracing::error!(url = %hook.url, attempts, "webhook given up");
+    tracing::error!(url = %host(&hook.url), attempts, "webhook given up");
 }
 
 #[cfg(test)]
@@ -220,6 +230,18 @@ mod tests {
             reason: None,
             at: 0,
         }
+    }
+
+    #[test]
+    fn logged_urls_keep_only_the_host() {
+        assert_eq!(
+            host("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            host("http://user:pw@127.0.0.1:8080/h?k=SECRET"),
+            "http://127.0.0.1:8080/…"
+        );
     }
 
     #[test]
