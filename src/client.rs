@@ -114,12 +114,33 @@ pub async fn execute(g: &Global, req: Request) -> Result<Response> {
         .unwrap_or_else(crate::cli::paths::default_socket);
     match Client::connect(&socket).await? {
         Some(mut c) => {
-            tracing::debug!(socket = %socket.display(), "sending the command to the daemon");
-            if let Some(key) = tenant_key(g)? {
-                c.auth(key).await?;
+            match tenant_key(g)? {
+                Some(key) => c.auth(key).await?,
+                None => {
+                    if let Some(wanted) = &g.vault
+                        && serves_another_vault(&mut c, wanted).await
+                    {
+                        tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
+                        return crate::cli::run::execute_local(g, req).await;
+                    }
+                }
             }
+            tracing::debug!(socket = %socket.display(), "sending the command to the daemon");
             c.call(&req).await
         }
         None => crate::cli::run::execute_local(g, req).await,
+    }
+}
+
+/// True when the CLI was pointed at a vault file (`--vault`/`TOKENVAULT_VAULT`) and the
+/// daemon on the socket serves a different one: the command must not go to it.
+async fn serves_another_vault(c: &mut Client, wanted: &Path) -> bool {
+    match c.call(&Request::DaemonInfo).await {
+        Ok(Response::DaemonInfo { vault, .. }) => {
+            let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            canon(Path::new(&vault)) != canon(wanted)
+        }
+        // an older daemon, or a non-admin caller: trust the socket
+        _ => false,
     }
 }

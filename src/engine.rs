@@ -183,6 +183,9 @@ pub enum Request {
         tenant: Option<String>,
     },
     Metrics,
+    /// Which vault this engine serves (admin): lets the CLI notice a daemon serving
+    /// another vault than the one it was pointed at.
+    DaemonInfo,
 }
 
 impl Request {
@@ -213,6 +216,7 @@ impl Request {
             Request::TenantRevokeGrant { .. } => "tenant_revoke_grant",
             Request::TenantGrantList { .. } => "tenant_grant_list",
             Request::Metrics => "metrics",
+            Request::DaemonInfo => "daemon_info",
         }
     }
 }
@@ -356,6 +360,11 @@ pub enum Response {
     /// Prometheus text exposition.
     Metrics {
         text: String,
+    },
+    DaemonInfo {
+        vault: String,
+        daemon: bool,
+        pid: u32,
     },
 }
 
@@ -657,6 +666,14 @@ impl Engine {
             }
             Request::TenantGrantList { tenant } => {
                 self.tenant_grant_list(caller, tenant.as_deref())
+            }
+            Request::DaemonInfo => {
+                caller.require_admin()?;
+                Ok(Response::DaemonInfo {
+                    vault: self.vault.path().display().to_string(),
+                    daemon: self.daemon,
+                    pid: std::process::id(),
+                })
             }
             Request::Metrics => {
                 caller.require_admin()?;

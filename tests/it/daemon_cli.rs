@@ -117,3 +117,29 @@ fn commands_go_to_the_daemon_while_it_holds_the_vault() {
 }
 
 use predicates::prelude::PredicateBooleanExt;
+
+#[test]
+fn a_command_aimed_at_another_vault_does_not_go_to_the_daemon() {
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    let _d = Daemon::start(&tv, &[]);
+    let other = TestVault::new();
+    // same socket, another vault file: opened locally (it has no tenants)
+    tv.cmd()
+        .env("TOKENVAULT_VAULT", &other.path)
+        .args(["tenant", "list"])
+        .assert()
+        .success()
+        .stdout("no tenants\n");
+    // the daemon's own vault, named explicitly (through a symlink too): the daemon answers
+    let link = tv.dir.path().join("link.redb");
+    std::os::unix::fs::symlink(&tv.path, &link).unwrap();
+    for v in [&tv.path, &link] {
+        tv.daemon_cmd()
+            .env("TOKENVAULT_VAULT", v)
+            .args(["get", "acme/spotify/alice"])
+            .assert()
+            .success()
+            .stdout("AT-acme-alice\n");
+    }
+}
