@@ -623,6 +623,13 @@ fn process_comparison(dir: &Path) {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = daemon.wait();
+    if pass_ready {
+        // stop the gpg-agent this benchmark's GNUPGHOME started
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", &gnupg)
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
 }
 
 fn which(cmd: &str) -> bool {

@@ -87,19 +87,29 @@ fn describe(msg: &str) -> String {
 }
 
 /// Encodes a success line (with its newline).
+///
+/// Every `Response` serialises to a JSON object with at least `"kind"`, so the answer is
+/// `{"ok":true,"id":ID,` followed by that object without its opening brace: no
+/// intermediate `Value` on the hot path.
 pub fn encode_ok(id: &Value, resp: &Response) -> Vec<u8> {
-    let mut obj = match serde_json::to_value(resp) {
-        Ok(Value::Object(o)) => o,
-        Ok(other) => {
-            let mut m = Map::new();
-            m.insert("value".into(), other);
-            m
-        }
+    let body = match serde_json::to_vec(resp) {
+        Ok(b) => zeroize::Zeroizing::new(b),
         Err(e) => return encode_err(id, &Error::Internal(format!("cannot encode: {e}"))),
     };
-    obj.insert("ok".into(), Value::Bool(true));
-    obj.insert("id".into(), id.clone());
-    line(&Value::Object(obj))
+    let Some(rest) = body.strip_prefix(b"{").filter(|r| r.len() > 1) else {
+        let mut m = Map::new();
+        m.insert("ok".into(), Value::Bool(true));
+        m.insert("id".into(), id.clone());
+        return line(&Value::Object(m));
+    };
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(b"{\"ok\":true,\"id\":");
+    // a `Value` always serialises
+    let _ = serde_json::to_writer(&mut out, id);
+    out.push(b',');
+    out.extend_from_slice(rest);
+    out.push(b'\n');
+    out
 }
 
 /// Encodes an error line (with its newline).
