@@ -78,6 +78,12 @@ pub struct WebhookConfig {
     pub url: String,
     /// File holding the HMAC-SHA256 key.
     pub secret_file: Option<String>,
+    /// Deliveries tried per event before giving up (default 6).
+    pub max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubled each time up to 5 minutes (default 1000).
+    pub retry_base_ms: Option<u64>,
+    /// Per-attempt timeout (default 10 s).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[backup]`: scheduled backups from `serve` (SPEC §8).

@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
+mod tenant_keys;
+pub use tenant_keys::{GrantView, TenantKeyView};
+
 /// Who is asking. Decided by the front end (peer uid, tenant key, or the local user), never
 /// by the request itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,6 +212,39 @@ pub enum Request {
     AppleToken {
         tenant: String,
     },
+    /// Scopes a socket connection to the key's tenant. Handled by the socket server; the
+    /// engine refuses it.
+    Auth {
+        tenant_key: Secret,
+    },
+    TenantKeyIssue {
+        tenant: String,
+        #[serde(default)]
+        label: Option<String>,
+    },
+    TenantKeyList {
+        tenant: String,
+    },
+    TenantKeyRevoke {
+        tenant: String,
+        key_id: String,
+    },
+    TenantGrant {
+        tenant: String,
+        uid: u32,
+    },
+    TenantRevokeGrant {
+        tenant: String,
+        uid: u32,
+    },
+    TenantGrantList {
+        #[serde(default)]
+        tenant: Option<String>,
+    },
+    Metrics,
+    /// Which vault this engine serves (admin): lets the CLI notice a daemon serving
+    /// another vault than the one it was pointed at.
+    DaemonInfo,
 }
 
 impl Request {
@@ -239,6 +275,15 @@ impl Request {
             Request::AppleKeyActivate { .. } => "apple_key_activate",
             Request::AppleKeyRetire { .. } => "apple_key_retire",
             Request::AppleToken { .. } => "apple_token",
+            Request::Auth { .. } => "auth",
+            Request::TenantKeyIssue { .. } => "tenant_key_issue",
+            Request::TenantKeyList { .. } => "tenant_key_list",
+            Request::TenantKeyRevoke { .. } => "tenant_key_revoke",
+            Request::TenantGrant { .. } => "tenant_grant",
+            Request::TenantRevokeGrant { .. } => "tenant_revoke_grant",
+            Request::TenantGrantList { .. } => "tenant_grant_list",
+            Request::Metrics => "metrics",
+            Request::DaemonInfo => "daemon_info",
         }
     }
 }
@@ -375,6 +420,27 @@ pub enum Response {
         keys: Vec<crate::apple::AppleKeyView>,
     },
     AppleToken(crate::apple::AppleTokenView),
+    /// A newly issued tenant key: shown once, never stored in clear.
+    TenantKey {
+        tenant: String,
+        key_id: String,
+        key: Secret,
+    },
+    TenantKeys {
+        keys: Vec<TenantKeyView>,
+    },
+    Grants {
+        grants: Vec<GrantView>,
+    },
+    /// Prometheus text exposition.
+    Metrics {
+        text: String,
+    },
+    DaemonInfo {
+        vault: String,
+        daemon: bool,
+        pid: u32,
+    },
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -404,6 +470,8 @@ pub struct Engine {
     pub(crate) backup: crate::backup::EngineBackupState,
     /// Apple Music developer-token cache and HTTP client.
     pub(crate) apple: crate::apple::AppleState,
+    /// Counters for `metrics` (refreshes, latency, tokens served, socket connections).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Engine {
@@ -422,6 +490,7 @@ impl Engine {
             config: std::sync::RwLock::new(Arc::new(Config::default())),
             backup: Default::default(),
             apple: crate::apple::AppleState::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -441,6 +510,11 @@ impl Engine {
     /// Replaces the configuration (at start-up and on SIGHUP).
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The counters behind `metrics`; the refresh engine reports provider calls here.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn vault(&self) -> &Vault {
@@ -465,6 +539,9 @@ impl Engine {
     pub async fn handle(&self, caller: &Caller, req: Request) -> Result<Response> {
         let op = req.op();
         let result = self.dispatch(caller, req).await;
+        if let Ok(Response::Token { .. }) = &result {
+            self.metrics.token_served();
+        }
         if let Err(e) = &result {
             tracing::debug!(op, code = e.code(), "request failed");
         }
@@ -723,6 +800,38 @@ impl Engine {
             Request::AppleToken { tenant } => self
                 .apple_developer_token(caller, &tenant)
                 .map(Response::AppleToken),
+            Request::Auth { .. } => Err(Error::invalid(
+                "op",
+                "auth is answered by the daemon's socket only: present the tenant key there",
+            )),
+            Request::TenantKeyIssue { tenant, label } => {
+                self.tenant_key_issue(caller, &tenant, label)
+            }
+            Request::TenantKeyList { tenant } => self.tenant_key_list(caller, &tenant),
+            Request::TenantKeyRevoke { tenant, key_id } => {
+                self.tenant_key_revoke(caller, &tenant, &key_id)
+            }
+            Request::TenantGrant { tenant, uid } => self.tenant_grant(caller, &tenant, uid),
+            Request::TenantRevokeGrant { tenant, uid } => {
+                self.tenant_revoke_grant(caller, &tenant, uid)
+            }
+            Request::TenantGrantList { tenant } => {
+                self.tenant_grant_list(caller, tenant.as_deref())
+            }
+            Request::DaemonInfo => {
+                caller.require_admin()?;
+                Ok(Response::DaemonInfo {
+                    vault: self.vault.path().display().to_string(),
+                    daemon: self.daemon,
+                    pid: std::process::id(),
+                })
+            }
+            Request::Metrics => {
+                caller.require_admin()?;
+                Ok(Response::Metrics {
+                    text: crate::metrics::render(self)?,
+                })
+            }
         }
     }
 

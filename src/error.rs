@@ -113,6 +113,9 @@ pub enum Error {
         "the backup conflicts with the target vault ({0}); nothing was restored: pass --replace to replace them with the backup's copy"
     )]
     BackupConflict(String),
+    /// An error the daemon answered with, carried back to the CLI by its protocol code.
+    #[error("{message}")]
+    Remote { code: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -151,6 +154,15 @@ impl Error {
             Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
             Error::ProviderUnavailable { .. } => exit::UNAVAILABLE,
             Error::Invalid { .. } => exit::USAGE,
+            Error::Remote { code, .. } => match code.as_str() {
+                "locked" => exit::LOCKED,
+                "not_found" => exit::NOT_FOUND,
+                "forbidden" | "unauthorized" => exit::FORBIDDEN,
+                "needs_reauth" | "config_error" => exit::NEEDS_REAUTH,
+                "provider_unavailable" => exit::UNAVAILABLE,
+                "bad_request" => exit::USAGE,
+                _ => exit::OTHER,
+            },
             _ => exit::OTHER,
         }
     }
@@ -171,6 +183,17 @@ impl Error {
             Error::BackupKey { .. } | Error::BackupInvalid { .. } | Error::BackupConflict(_) => {
                 "bad_request"
             }
+            Error::Remote { code, .. } => match code.as_str() {
+                "locked" => "locked",
+                "not_found" => "not_found",
+                "forbidden" => "forbidden",
+                "unauthorized" => "unauthorized",
+                "needs_reauth" => "needs_reauth",
+                "config_error" => "config_error",
+                "provider_unavailable" => "provider_unavailable",
+                "bad_request" => "bad_request",
+                _ => "internal",
+            },
             _ => "internal",
         }
     }

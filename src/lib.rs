@@ -15,20 +15,29 @@
 //! - [`error`]: the error type, with exit codes and protocol error codes.
 //! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
 //! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
+//! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, the
+//!   newline-delimited JSON protocol, signals, systemd readiness.
+//! - [`client`]: the CLI side of the socket: send to a live daemon, else run in-process.
+//! - [`metrics`]: counters and the Prometheus text exposition.
+//! - [`webhook`]: signed POSTs on status changes.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
 pub mod apple;
 pub mod backup;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod refresh;
 pub mod secret;
+pub mod server;
 pub mod token;
 pub mod vault;
+pub mod webhook;
 
 pub use engine::{Caller, Engine, Request, Response};
 pub use error::{Error, Result};

@@ -143,6 +143,20 @@ pub enum Command {
     /// Apple Music signing keys and developer tokens.
     #[command(subcommand)]
     Apple(super::apple::AppleCmd),
+    /// Prometheus text exposition of the daemon's (or this vault's) metrics.
+    Metrics,
+    /// Run the daemon: refresh scheduler + Unix socket (+ optional metrics HTTP).
+    Serve {
+        /// Serve Prometheus metrics over HTTP on this loopback address (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Socket permissions in octal [default: 0600]; e.g. 0660 with --socket-group.
+        #[arg(long, value_name = "MODE")]
+        socket_mode: Option<String>,
+        /// Group owning the socket (name or gid).
+        #[arg(long, value_name = "GROUP")]
+        socket_group: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +228,45 @@ pub enum TenantCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Tenant keys: issue, list, revoke.
+    #[command(subcommand)]
+    Key(TenantKeyCmd),
+    /// Let a local uid act for a tenant over the socket.
+    Grant {
+        name: String,
+        #[arg(long)]
+        uid: u32,
+    },
+    /// Withdraw a uid grant.
+    RevokeGrant {
+        name: String,
+        #[arg(long)]
+        uid: u32,
+    },
+    /// List uid grants.
+    Grants {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantKeyCmd {
+    /// Issue a new key; prints it once, alone on stdout.
+    Issue {
+        name: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List a tenant's keys (ids and labels, never the keys).
+    List {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id.
+    Revoke { name: String, key_id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -77,6 +77,29 @@ pub fn print(
         Response::AppleKeys { keys } => super::apple::print_keys(out, keys, now),
         Response::AppleToken(t) if as_json => json(out, t),
         Response::AppleToken(t) => super::apple::print_token(out, t),
+        Response::TenantKey { key, .. } if !as_json => writeln!(out, "{}", key.expose()),
+        Response::TenantKey {
+            tenant,
+            key_id,
+            key,
+        } => json(
+            out,
+            &serde_json::json!({"tenant": tenant, "key_id": key_id, "key": key.expose()}),
+        ),
+        Response::TenantKeys { keys } if as_json => json(out, keys),
+        Response::TenantKeys { keys } => tenant_keys(out, keys),
+        Response::Grants { grants } if as_json => json(out, grants),
+        Response::Grants { grants } => {
+            if grants.is_empty() {
+                return writeln!(out, "no grants");
+            }
+            writeln!(out, "{:<10}  TENANT", "UID")?;
+            for g in grants {
+                writeln!(out, "{:<10}  {}", g.uid, g.tenant)?;
+            }
+            Ok(())
+        }
+        Response::Metrics { text } if !as_json => write!(out, "{text}"),
         other => json(out, other),
     }
 }
@@ -300,6 +323,28 @@ fn backup_report(out: &mut impl Write, r: &crate::backup::BackupReport) -> std::
     writeln!(out, "  {} bytes, sha256 {}", r.bytes, r.sha256)?;
     for n in &r.notes {
         writeln!(out, "  note: {n}")?;
+    }
+    Ok(())
+}
+
+fn tenant_keys(out: &mut impl Write, ks: &[crate::engine::TenantKeyView]) -> std::io::Result<()> {
+    if ks.is_empty() {
+        return writeln!(out, "no tenant keys");
+    }
+    writeln!(
+        out,
+        "{:<16}  {:<22}  {:<22}  LABEL",
+        "KEY ID", "CREATED", "REVOKED"
+    )?;
+    for k in ks {
+        writeln!(
+            out,
+            "{:<16}  {:<22}  {:<22}  {}",
+            k.key_id,
+            fmt_time(k.created_at),
+            k.revoked_at.map(fmt_time).unwrap_or_else(|| "-".into()),
+            k.label.as_deref().unwrap_or("")
+        )?;
     }
     Ok(())
 }

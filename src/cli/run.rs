@@ -1,7 +1,7 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
 
-use super::args::{BackupCmd, Cli, ClientCmd, Command, Global, TenantCmd};
+use super::args::{BackupCmd, Cli, ClientCmd, Command, Global, TenantCmd, TenantKeyCmd};
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
@@ -139,7 +139,53 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 Request::TenantList
             }
             TenantCmd::Remove { name, force } => Request::TenantRemove { name, force },
+            TenantCmd::Key(k) => match k {
+                TenantKeyCmd::Issue { name, label } => Request::TenantKeyIssue {
+                    tenant: name,
+                    label,
+                },
+                TenantKeyCmd::List { name, json } => {
+                    pr.json = json;
+                    Request::TenantKeyList { tenant: name }
+                }
+                TenantKeyCmd::Revoke { name, key_id } => Request::TenantKeyRevoke {
+                    tenant: name,
+                    key_id,
+                },
+            },
+            TenantCmd::Grant { name, uid } => Request::TenantGrant { tenant: name, uid },
+            TenantCmd::RevokeGrant { name, uid } => {
+                Request::TenantRevokeGrant { tenant: name, uid }
+            }
+            TenantCmd::Grants { name, json } => {
+                pr.json = json;
+                Request::TenantGrantList { tenant: name }
+            }
         },
+        Command::Metrics => Request::Metrics,
+        Command::Serve {
+            metrics_listen,
+            socket_mode,
+            socket_group,
+        } => {
+            let opts = crate::server::ServeOptions {
+                vault: vault_path(&g),
+                socket: g.socket.clone().unwrap_or_else(paths::default_socket),
+                config: g.config.clone().unwrap_or_else(paths::default_config),
+                passphrase_file: g.passphrase_file.clone(),
+                metrics_listen,
+                socket_mode: socket_mode
+                    .as_deref()
+                    .map(crate::server::daemon::parse_socket_mode)
+                    .transpose()?,
+                socket_group,
+            };
+            let pf = opts.passphrase_file.clone();
+            return crate::server::serve(opts, move || {
+                passphrase::passphrase(pf.as_deref(), false)
+            })
+            .await;
+        }
         Command::Client(c) => match c {
             ClientCmd::Set {
                 tenant,
@@ -232,7 +278,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             req
         }
     };
-    let resp = execute_local(&g, req).await?;
+    let resp = crate::client::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
     let mut out = std::io::stdout().lock();
     output::print(&mut out, &resp, pr.json, now)
@@ -252,7 +298,7 @@ pub fn load_config(g: &Global) -> Result<crate::config::Config> {
 }
 
 /// Opens the vault file in this process and answers `req` as the local admin.
-async fn execute_local(g: &Global, req: Request) -> Result<Response> {
+pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
         return Err(Error::Unauthorized(
             "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),

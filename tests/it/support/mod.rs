@@ -11,6 +11,9 @@ use tokenvault::engine::{Caller, Engine};
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
+pub mod daemon;
+pub use daemon::*;
+
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// The cheapest KDF parameters `init` accepts, so tests stay fast.

@@ -1,0 +1,146 @@
+//! The CLI side of the socket (SPEC §3 "every command works the same two ways"): when a
+//! daemon answers on the socket the request goes there; when none does (no socket file,
+//! or nobody listening on it) the command opens the vault file itself. A tenant key only
+//! ever goes to the daemon.
+//!
+//! Must not: fall back to the file after the daemon answered (an error from the daemon is
+//! the answer), or send a tenant key anywhere but the socket.
+
+use crate::cli::args::Global;
+use crate::engine::{Request, Response};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::server::protocol;
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+/// A connection to a daemon.
+#[derive(Debug)]
+pub struct Client {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects to the daemon at `socket`; `Ok(None)` when no daemon is there.
+    pub async fn connect(socket: &Path) -> Result<Option<Client>> {
+        match UnixStream::connect(socket).await {
+            Ok(s) => {
+                let (rd, wr) = s.into_split();
+                Ok(Some(Client {
+                    rd: BufReader::new(rd),
+                    wr,
+                    next_id: 1,
+                }))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(
+                format!(
+                    "cannot connect to the daemon at {} (check its --socket-mode/--socket-group, or your group membership)",
+                    socket.display()
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// Sends one request and waits for its answer.
+    pub async fn call(&mut self, req: &Request) -> Result<Response> {
+        let lost = |e: std::io::Error| Error::io("lost the connection to the daemon", e);
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut v = serde_json::to_value(req)
+            .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
+        if let serde_json::Value::Object(o) = &mut v {
+            o.insert("id".into(), id.into());
+        }
+        let mut line = zeroize::Zeroizing::new(serde_json::to_vec(&v).unwrap_or_default());
+        drop(v);
+        line.push(b'\n');
+        if line.len() > protocol::MAX_LINE + 1 {
+            return Err(Error::invalid(
+                "request",
+                "larger than the daemon's 64 KiB line limit",
+            ));
+        }
+        self.wr.write_all(&line).await.map_err(lost)?;
+        let mut answer = zeroize::Zeroizing::new(Vec::new());
+        let n = self.rd.read_until(b'\n', &mut answer).await.map_err(lost)?;
+        if n == 0 {
+            return Err(Error::Internal(
+                "the daemon closed the connection without answering (it may be shutting down); retry".into(),
+            ));
+        }
+        protocol::decode_answer(&answer)
+    }
+
+    /// Scopes this connection to the tenant of `key`.
+    pub async fn auth(&mut self, key: Secret) -> Result<()> {
+        self.call(&Request::Auth { tenant_key: key })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The tenant key of `--tenant-key-file` or `TOKENVAULT_TENANT_KEY`, if any.
+pub fn tenant_key(g: &Global) -> Result<Option<Secret>> {
+    if let Some(f) = &g.tenant_key_file {
+        return crate::cli::passphrase::read_secret_file(f, "tenant key").map(Some);
+    }
+    match std::env::var("TOKENVAULT_TENANT_KEY") {
+        Ok(k) if !k.is_empty() => {
+            let k = zeroize::Zeroizing::new(k);
+            Ok(Some(Secret::new(k.trim())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Runs `req` on the daemon when one answers, else in this process.
+pub async fn execute(g: &Global, req: Request) -> Result<Response> {
+    let socket = g
+        .socket
+        .clone()
+        .unwrap_or_else(crate::cli::paths::default_socket);
+    match Client::connect(&socket).await? {
+        Some(mut c) => {
+            match tenant_key(g)? {
+                Some(key) => c.auth(key).await?,
+                None => {
+                    if let Some(wanted) = &g.vault
+                        && serves_another_vault(&mut c, wanted).await
+                    {
+                        tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
+                        return crate::cli::run::execute_local(g, req).await;
+                    }
+                }
+            }
+            tracing::debug!(socket = %socket.display(), "sending the command to the daemon");
+            c.call(&req).await
+        }
+        None => crate::cli::run::execute_local(g, req).await,
+    }
+}
+
+/// True when the CLI was pointed at a vault file (`--vault`/`TOKENVAULT_VAULT`) and the
+/// daemon on the socket serves a different one: the command must not go to it.
+async fn serves_another_vault(c: &mut Client, wanted: &Path) -> bool {
+    match c.call(&Request::DaemonInfo).await {
+        Ok(Response::DaemonInfo { vault, .. }) => {
+            let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            canon(Path::new(&vault)) != canon(wanted)
+        }
+        // an older daemon, or a non-admin caller: trust the socket
+        _ => false,
+    }
+}

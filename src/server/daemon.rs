@@ -1,0 +1,388 @@
+//! `tokenvault serve` (SPEC §6): everything around the listener.
+//!
+//! Start-up, in order: refuse a non-loopback `--metrics-listen`; create the socket's
+//! directory 0700; take an exclusive lock on `SOCKET.lock` (a second daemon stops here,
+//! exit 3); unlock the vault; replace a stale socket left by a crashed daemon (only a
+//! socket, never another kind of file); bind with mode 0600 (or `--socket-mode`, group
+//! `--socket-group`); start the scheduler, the listener, the audit flusher, webhooks and
+//! the metrics HTTP endpoint; tell systemd READY=1.
+//!
+//! Signals: SIGHUP reloads the config file (a broken file is reported and the old config
+//! kept); SIGTERM/SIGINT stop accepting, give connections and the scheduler up to
+//! `listener::GRACE` to finish, flush queued audit records, remove the socket, exit 0.
+//!
+//! Audit records of token hand-outs are queued by the engine and written here once a
+//! second (off the request path), so `get` never waits for a disk sync.
+
+use super::listener;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::vault::{Vault, create_private_dir};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything `serve` needs, resolved by the CLI.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub vault: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub passphrase_file: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Octal permission bits for the socket (default 0600).
+    pub socket_mode: Option<u32>,
+    pub socket_group: Option<String>,
+}
+
+/// Parses `--socket-mode` (octal, e.g. `660` or `0660`). Execute bits and anything
+/// beyond rw for user/group/other are refused; the owner always keeps rw.
+pub fn parse_socket_mode(s: &str) -> Result<u32> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+        Error::invalid(
+            "--socket-mode",
+            format!("{s:?} is not an octal mode like 0660"),
+        )
+    })?;
+    if m & !0o666 != 0 || m & 0o600 != 0o600 {
+        return Err(Error::invalid(
+            "--socket-mode",
+            format!(
+                "{s:?}: only read/write bits, and the owner must keep rw (e.g. 0600, 0660, 0666)"
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// Holds the daemon lock for as long as it lives.
+#[derive(Debug)]
+struct DaemonLock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn take_lock(path: &Path) -> Result<DaemonLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(flock) => Ok(DaemonLock { _flock: flock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::VaultInUse {
+            path: path.to_owned(),
+        }),
+        Err((_, e)) => Err(Error::io(
+            format!("cannot lock {}", path.display()),
+            std::io::Error::from(e),
+        )),
+    }
+}
+
+/// Removes a socket file left by a daemon that died. We hold the lock, so no live daemon
+/// owns it. Anything that is not a socket is left alone and refused.
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            tracing::info!(socket = %path.display(), "replacing a stale socket from an earlier daemon");
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(format!("cannot remove stale socket {}", path.display()), e))
+        }
+        Ok(_) => Err(Error::invalid(
+            "--socket",
+            format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot inspect {}", path.display()), e)),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("cannot chmod {}", path.display()), e))
+}
+
+fn set_group(path: &Path, group: &str) -> Result<()> {
+    let gid = match group.parse::<u32>() {
+        Ok(n) => nix::unistd::Gid::from_raw(n),
+        Err(_) => {
+            nix::unistd::Group::from_name(group)
+                .map_err(|e| Error::io("cannot look up the group", std::io::Error::from(e)))?
+                .ok_or_else(|| {
+                    Error::invalid("--socket-group", format!("no group named {group:?}"))
+                })?
+                .gid
+        }
+    };
+    nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
+        Error::io(
+            format!("cannot give {} to group {group}", path.display()),
+            std::io::Error::from(e),
+        )
+    })
+}
+
+/// Binds the socket with the right permissions. The umask is tightened around `bind` so
+/// the socket never exists with wider permissions than asked, even for an instant.
+fn bind_socket(opts: &ServeOptions) -> Result<tokio::net::UnixListener> {
+    let mode = opts.socket_mode.unwrap_or(0o600);
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(&opts.socket);
+    nix::sys::stat::umask(old);
+    let std_listener =
+        bound.map_err(|e| Error::io(format!("cannot listen on {}", opts.socket.display()), e))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("cannot configure the socket", e))?;
+    set_mode(&opts.socket, mode)?;
+    if let Some(g) = &opts.socket_group {
+        set_group(&opts.socket, g)?;
+    }
+    tokio::net::UnixListener::from_std(std_listener)
+        .map_err(|e| Error::io("cannot register the socket with the runtime", e))
+}
+
+/// The socket's directory: created 0700; when the socket mode lets the group or others
+/// in, they also get search (x) permission on the directory, nothing more.
+fn prepare_dir(opts: &ServeOptions) -> Result<PathBuf> {
+    let dir = opts
+        .socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let existed = dir.exists();
+    create_private_dir(&dir)?;
+    let mode = opts.socket_mode.unwrap_or(0o600);
+    let mut dir_mode = 0o700;
+    if mode & 0o060 != 0 {
+        dir_mode |= 0o010;
+    }
+    if mode & 0o006 != 0 {
+        dir_mode |= 0o001;
+    }
+    if !existed || dir_mode != 0o700 {
+        set_mode(&dir, dir_mode)?;
+        if let Some(g) = &opts.socket_group {
+            set_group(&dir, g)?;
+        }
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(&dir)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(dir = %dir.display(), "the socket directory is accessible to group or others; chmod 700 it");
+        }
+    }
+    Ok(dir)
+}
+
+/// Sends a state line to systemd's notification socket, when run as `Type=notify`.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+fn loopback_only(addr: &SocketAddr) -> Result<()> {
+    if !addr.ip().is_loopback() {
+        return Err(Error::invalid(
+            "--metrics-listen",
+            format!(
+                "{addr} is not a loopback address; metrics are served on 127.0.0.1 or [::1] only (put a proxy in front to publish them)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns the exit code (0 after a clean stop).
+pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secret>) -> Result<i32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Some(a) = &opts.metrics_listen {
+        loopback_only(a)?;
+    }
+    let config = Config::load(&opts.config)?;
+    prepare_dir(&opts)?;
+    let lock_path = PathBuf::from(format!("{}.lock", opts.socket.display()));
+    let _lock = take_lock(&lock_path).map_err(|e| match e {
+        Error::VaultInUse { .. } => Error::VaultInUse {
+            path: opts.socket.clone(),
+        },
+        other => other,
+    })?;
+    if !opts.vault.exists() {
+        return Err(Error::NoVault {
+            path: opts.vault.clone(),
+        });
+    }
+    let pass = passphrase()?;
+    let vault = Vault::open(&opts.vault, &pass)?;
+    drop(pass);
+    let mut engine = Engine::new(vault);
+    engine.set_daemon(true);
+    engine.set_config(config);
+    let engine = Arc::new(engine);
+
+    // Signals are hooked before the socket exists so an early SIGTERM is not fatal.
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot handle SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot handle SIGINT", e))?;
+    let mut sighup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io("cannot handle SIGHUP", e))?;
+
+    remove_stale_socket(&opts.socket)?;
+    let listener = bind_socket(&opts)?;
+    let metrics_listener = match &opts.metrics_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::io(format!("cannot listen on {a} for metrics"), e))?,
+        ),
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = tokio::spawn(listener::run(engine.clone(), listener, stopped(&stop_rx)));
+    let scheduler = tokio::spawn(crate::refresh::run_scheduler(
+        engine.clone(),
+        stopped(&stop_rx),
+    ));
+    let hooks = tokio::spawn(crate::webhook::run(engine.clone(), stopped(&stop_rx)));
+    let flusher = tokio::spawn(flush_audit_every_second(engine.clone(), stopped(&stop_rx)));
+    let metrics_http = metrics_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, "metrics on http://{a}/metrics");
+        }
+        tokio::spawn(super::metrics_http::run(
+            engine.clone(),
+            l,
+            stopped(&stop_rx),
+        ))
+    });
+
+    tracing::info!(socket = %opts.socket.display(), vault = %opts.vault.display(), "daemon ready");
+    sd_notify("READY=1\nSTATUS=serving");
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = sighup.recv() => {
+                match Config::load(&opts.config) {
+                    Ok(c) => {
+                        engine.set_config(c);
+                        tracing::info!(config = %opts.config.display(), "SIGHUP: configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file is broken; keeping the previous one"),
+                }
+                sd_notify("READY=1");
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    let deadline = tokio::time::Instant::now() + listener::GRACE + Duration::from_millis(500);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout_at(deadline, server).await.is_err() {
+        tracing::warn!("the listener did not stop in time");
+    }
+    match tokio::time::timeout_at(deadline, scheduler).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the scheduler stopped with an error"),
+        Err(_) => tracing::warn!("refreshes still in flight at the deadline were abandoned"),
+        _ => {}
+    }
+    let _ = tokio::time::timeout_at(deadline, hooks).await;
+    let _ = tokio::time::timeout_at(deadline, flusher).await;
+    if let Some(h) = metrics_http {
+        let _ = tokio::time::timeout_at(deadline, h).await;
+    }
+    match engine.flush_audit() {
+        Ok(n) if n > 0 => tracing::debug!(records = n, "audit records flushed"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot write the last audit records"),
+    }
+    if let Err(e) = std::fs::remove_file(&opts.socket) {
+        tracing::warn!(error = %e, "cannot remove the socket");
+    }
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+async fn flush_audit_every_second(
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                let e = engine.clone();
+                match tokio::task::spawn_blocking(move || e.flush_audit()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot write queued audit records; will retry"),
+                    Err(e) => tracing::error!(error = %e, "audit flusher failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_modes() {
+        assert_eq!(parse_socket_mode("0660").unwrap(), 0o660);
+        assert_eq!(parse_socket_mode("600").unwrap(), 0o600);
+        assert_eq!(parse_socket_mode("0o666").unwrap(), 0o666);
+        for bad in ["0700", "0460", "abc", "0", "1777"] {
+            assert!(parse_socket_mode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_only() {
+        assert!(loopback_only(&"127.0.0.1:9100".parse().unwrap()).is_ok());
+        assert!(loopback_only(&"[::1]:9100".parse().unwrap()).is_ok());
+        assert!(loopback_only(&"0.0.0.0:9100".parse().unwrap()).is_err());
+        assert!(loopback_only(&"192.168.1.2:9100".parse().unwrap()).is_err());
+    }
+}

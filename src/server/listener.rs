@@ -1,0 +1,299 @@
+//! The socket's accept loop and per-connection tasks (SPEC §6 limits).
+//!
+//! Every connection is its own task reading one request line at a time and answering in
+//! order. Limits, each leaving the daemon and other clients untouched: a line over
+//! `MAX_LINE` gets a `bad_request` answer and the connection is closed (the stream cannot
+//! be resynchronised safely); a malformed line or unknown op gets a `bad_request` answer
+//! and the connection goes on; beyond `max_connections` a new connection gets one error
+//! line and is closed; a connection silent for `idle_timeout` gets one error line and is
+//! closed; a client gone mid-request is simply dropped.
+//!
+//! Shutdown: when the `shutdown` future resolves the listener stops accepting, idle
+//! connections close at once, a request being answered is finished, and whatever is still
+//! running after `GRACE` is abandoned.
+
+use super::peer::{self, Identity};
+use super::protocol::{self, MAX_LINE};
+use crate::config::DaemonConfig;
+use crate::engine::{Engine, Request, Response};
+use crate::error::{Error, Result};
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How long connections may take to finish after shutdown begins.
+pub const GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that does not read its answers for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection limits, read from `[daemon]` of the config for each new connection, so a
+/// SIGHUP reload applies to connections accepted after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(c: &DaemonConfig) -> Self {
+        Limits {
+            max_connections: c
+                .max_connections
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            idle_timeout: c
+                .idle_timeout_secs
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains connections (at most `GRACE`).
+pub async fn run(
+    engine: Arc<Engine>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let daemon_uid = nix::unistd::geteuid().as_raw();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let limits = Limits::from_config(&engine.config().daemon);
+                    if active.load(Ordering::Acquire) >= limits.max_connections {
+                        engine.metrics().socket_rejected();
+                        tracing::warn!(limit = limits.max_connections, "connection cap reached; refusing a client");
+                        tasks.spawn(reject(stream, limits.max_connections));
+                        continue;
+                    }
+                    engine.metrics().socket_accepted();
+                    let slot = Slot::take(&active);
+                    tasks.spawn(connection(engine.clone(), stream, limits, daemon_uid, stop_rx.clone(), slot));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "connections still busy after the grace period; abandoning them"
+        );
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// Counts a live connection; released when the task ends however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::AcqRel);
+        Slot(active.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn reject(mut stream: UnixStream, limit: usize) {
+    let line = protocol::encode_err_code(
+        &Value::Null,
+        "internal",
+        &format!("too many connections (limit {limit}); retry later"),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+    let _ = stream.shutdown().await;
+}
+
+enum LineRead {
+    Line,
+    Eof,
+    TooLong,
+}
+
+/// Reads one line (without its newline) into `buf`, refusing more than `max` bytes.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    loop {
+        let avail = rd.fill_buf().await?;
+        if avail.is_empty() {
+            // EOF; a partial line means the client left mid-request: nothing to answer.
+            return Ok(LineRead::Eof);
+        }
+        if let Some(i) = avail.iter().position(|b| *b == b'\n') {
+            if buf.len() + i > max {
+                return Ok(LineRead::TooLong);
+            }
+            buf.extend_from_slice(&avail[..i]);
+            rd.consume(i + 1);
+            return Ok(LineRead::Line);
+        }
+        let n = avail.len();
+        if buf.len() + n > max {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(avail);
+        rd.consume(n);
+    }
+}
+
+async fn connection(
+    engine: Arc<Engine>,
+    stream: UnixStream,
+    limits: Limits,
+    daemon_uid: u32,
+    mut stop: watch::Receiver<bool>,
+    _slot: Slot,
+) {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let mut identity = Identity::Peer { uid };
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            r = tokio::time::timeout(limits.idle_timeout, read_line(&mut rd, &mut line, MAX_LINE)) => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let answer = match read {
+            Err(_) => {
+                let msg = format!(
+                    "idle for {} s; closing the connection (reconnect when needed)",
+                    limits.idle_timeout.as_secs()
+                );
+                let _ = write(
+                    &mut wr,
+                    &protocol::encode_err_code(&Value::Null, "bad_request", &msg),
+                )
+                .await;
+                break;
+            }
+            Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => break,
+            Ok(Ok(LineRead::TooLong)) => {
+                let msg = format!(
+                    "request line longer than {} KiB; closing the connection",
+                    MAX_LINE / 1024
+                );
+                let _ = write(
+                    &mut wr,
+                    &protocol::encode_err_code(&Value::Null, "bad_request", &msg),
+                )
+                .await;
+                break;
+            }
+            Ok(Ok(LineRead::Line)) => {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                answer(&engine, &mut identity, daemon_uid, &line).await
+            }
+        };
+        let (answer, ok) = answer;
+        engine.metrics().socket_request(ok);
+        let mut answer = zeroize::Zeroizing::new(answer);
+        if write(&mut wr, &answer).await.is_err() {
+            break;
+        }
+        answer.clear();
+    }
+    use zeroize::Zeroize;
+    line.zeroize();
+    let _ = wr.shutdown().await;
+}
+
+async fn write(wr: &mut tokio::net::unix::OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Decodes, authorises and answers one line.
+async fn answer(
+    engine: &Engine,
+    identity: &mut Identity,
+    daemon_uid: u32,
+    line: &[u8],
+) -> (Vec<u8>, bool) {
+    let (id, req) = protocol::decode(line);
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return (protocol::encode_err(&id, &e), false),
+    };
+    let result = match req {
+        Request::Auth { tenant_key } => match engine.authenticate_tenant_key(&tenant_key) {
+            Ok((tenant, key_id)) => {
+                tracing::info!(tenant = %tenant, key_id = %key_id, "connection authenticated with a tenant key");
+                *identity = Identity::Key { key_id };
+                match peer::caller(engine, identity, daemon_uid) {
+                    Ok(c) => engine.handle(&c, Request::Hello).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                tracing::info!("a tenant key was refused");
+                *identity = Identity::Refused;
+                Err(e)
+            }
+        },
+        req => match peer::caller(engine, identity, daemon_uid) {
+            Ok(c) => engine.handle(&c, req).await,
+            Err(e) => match req {
+                Request::Hello => Ok(hello_unauthenticated()),
+                _ => Err(e),
+            },
+        },
+    };
+    match result {
+        Ok(resp) => (protocol::encode_ok(&id, &resp), true),
+        Err(e) => {
+            if matches!(e, Error::Internal(_) | Error::Storage(_) | Error::Io { .. }) {
+                tracing::warn!(code = e.code(), error = %e, "request failed");
+            }
+            (protocol::encode_err(&id, &e), false)
+        }
+    }
+}
+
+fn hello_unauthenticated() -> Response {
+    Response::Hello {
+        server: "tokenvault".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: crate::engine::PROTOCOL_VERSION,
+        format_version: crate::vault::schema::FORMAT_VERSION,
+        caller: "unauthorized".into(),
+    }
+}

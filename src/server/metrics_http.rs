@@ -1,0 +1,71 @@
+//! `--metrics-listen`: a tiny HTTP/1.1 endpoint on loopback answering `GET /metrics` with
+//! the Prometheus text exposition. One request per connection, a bounded request head,
+//! a 5-second deadline; anything else gets 404 or 400.
+
+use crate::engine::Engine;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub async fn run(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok((s, _)) => {
+                    let e = engine.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), one(e, s)).await;
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+        }
+    }
+}
+
+async fn one(engine: Arc<Engine>, mut s: TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await?;
+        if n == 0 || head.len() + n > 8192 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut parts = first.split(|b| *b == b' ');
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let (status, ctype, body) = if method != b"GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        )
+    } else if path == b"/metrics" || path == b"/" {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || crate::metrics::render(&e)).await {
+            Ok(Ok(text)) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+            _ => (
+                "500 Internal Server Error",
+                "text/plain",
+                "cannot read the vault\n".into(),
+            ),
+        }
+    } else {
+        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(resp.as_bytes()).await?;
+    s.shutdown().await
+}
