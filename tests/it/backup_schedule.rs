@@ -136,3 +136,35 @@ fn without_a_backup_section_nothing_happens_and_shutdown_is_prompt() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert!(status(&eng).last_backup.is_none());
 }
+
+#[test]
+fn serve_takes_scheduled_backups_and_status_shows_them() {
+    use crate::support::daemon::Daemon;
+    let tv = TestVault::new();
+    let dir = tv.dir.path().join("served-backups");
+    let (_id, id_text, recipient) = identity();
+    tv.setup(vec![tokenvault::Request::TenantAdd {
+        name: "acme".into(),
+    }]);
+    tv.write_config(&format!(
+        "[backup]\ndirectory = {:?}\nrecipients = [{:?}]\ninterval_secs = 1\nretention = 2\n",
+        dir.display().to_string(),
+        recipient
+    ));
+    let mut d = Daemon::start(&tv, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while scheduled_files(&dir).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = tv.daemon_cmd().args(["status", "--json"]).output().unwrap();
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let files = scheduled_files(&dir);
+    assert_eq!(files.len(), 2, "{files:?}\n{}", d.log());
+    for f in &files {
+        let r = tokenvault::backup::verify(f, &unlock_identity(&id_text), false).unwrap();
+        assert_eq!(r.counts["tenants"], 1);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["last_backup"]["ok"], true, "{v}");
+}
