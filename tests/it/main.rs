@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apple_hygiene;
 mod apple_keys;
 mod apple_rotation;
 mod apple_tokens;
