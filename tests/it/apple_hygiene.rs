@@ -2,6 +2,8 @@
 //! the audit log, `Debug` output or `list`; and the socket protocol's JSON requests reach
 //! the Apple operations (`get TENANT/apple-music` included).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::{Request, Response};

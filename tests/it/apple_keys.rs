@@ -1,6 +1,8 @@
 //! `apple key add / list / activate / retire`: keys sealed, one active, bad keys refused
 //! with nothing stored.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::Request;
@@ -34,7 +36,7 @@ fn bad_keys_are_refused_with_a_clear_error_and_nothing_stored() {
     let garbage = tv.file("garbage.p8", b"this is not a key\n");
     let truncated = {
         let t = p8(KEY1);
-        tv.file("truncated.p8", t[..t.len() / 2].as_bytes())
+        tv.file("truncated.p8", &t.as_bytes()[..t.len() / 2])
     };
     let cases: Vec<(std::path::PathBuf, &str, &str, &str)> = vec![
         (fixture("rsa-2048.p8"), TEAM, KEY1, "RSA key"),

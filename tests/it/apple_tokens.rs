@@ -1,6 +1,8 @@
 //! Developer tokens: every token verified with the PUBLIC key by jsonwebtoken, each claim
 //! checked; caching, renewal, lifetime and origin from the config; `get TENANT/apple-music`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::{Request, Response};
