@@ -94,7 +94,7 @@ impl Engine {
                 };
                 let cap = policy.validate_interval_secs;
                 let delay = match retry_after {
-                    Some(s) => s.min(cap),
+                    Some(s) => s.clamp(1, cap),
                     None => {
                         let base = 60u64.saturating_mul(1 << attempts.min(16).saturating_sub(1));
                         let d = base.min(cap).max(1);
