@@ -77,9 +77,10 @@ struct CachedToken {
 const KIND: &str = "apple_developer_token";
 
 impl CachedToken {
-    fn usable(&self, now: i64, p: &Policy) -> bool {
+    /// Good to hand out with at least `min_left` seconds (and the renewal margin) left.
+    fn usable(&self, now: i64, p: &Policy, min_left: u64) -> bool {
         self.kind == KIND
-            && self.exp - now >= p.renew_before_secs as i64
+            && self.exp - now >= p.renew_before_secs.max(min_left) as i64
             && self.exp - self.iat <= p.lifetime_secs as i64
             // a clock set back by more than five minutes: sign a token it agrees with
             && self.iat <= now + 300
@@ -415,7 +416,30 @@ impl Engine {
     pub fn apple_developer_token(&self, caller: &Caller, tenant: &str) -> Result<AppleTokenView> {
         names::validate_tenant(tenant)?;
         caller.require_tenant(tenant)?;
-        let r = self.developer_token(tenant);
+        self.handed_out(caller, tenant, 0)
+    }
+
+    /// `get TENANT/apple-music [--min-ttl N]`: the developer token in the shape of any
+    /// `get`; a cached token with fewer than N seconds left is replaced.
+    pub(crate) fn apple_get(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        min_ttl: u64,
+    ) -> Result<Response> {
+        names::validate_tenant(tenant)?;
+        caller.require_tenant(tenant)?;
+        let t = self.handed_out(caller, tenant, min_ttl)?;
+        Ok(Response::Token {
+            connection: target(tenant),
+            token: t.token,
+            expires_at: Some(t.expires_at),
+            token_type: Some("Bearer".into()),
+        })
+    }
+
+    fn handed_out(&self, caller: &Caller, tenant: &str, min_ttl: u64) -> Result<AppleTokenView> {
+        let r = self.developer_token(tenant, min_ttl);
         self.queue_audit(
             caller,
             "apple_token",
@@ -426,19 +450,19 @@ impl Engine {
         r
     }
 
-    /// `get TENANT/apple-music`: the developer token in the shape of any `get`.
-    pub(crate) fn apple_get(&self, caller: &Caller, tenant: &str) -> Result<Response> {
-        let t = self.apple_developer_token(caller, tenant)?;
-        Ok(Response::Token {
-            connection: target(tenant),
-            token: t.token,
-            expires_at: Some(t.expires_at),
-            token_type: Some("Bearer".into()),
-        })
-    }
-
-    pub(super) fn developer_token(&self, tenant: &str) -> Result<AppleTokenView> {
+    /// The tenant's developer token with at least `min_ttl` seconds left (and never less
+    /// than the renewal margin), from the cache or newly signed. Not audited.
+    pub(super) fn developer_token(&self, tenant: &str, min_ttl: u64) -> Result<AppleTokenView> {
         let policy = self.policy()?;
+        if min_ttl >= policy.lifetime_secs {
+            return Err(Error::invalid(
+                "min-ttl",
+                format!(
+                    "{min_ttl} s: a developer token lives {} s ([apple_music] token_lifetime_secs); ask for less",
+                    policy.lifetime_secs
+                ),
+            ));
+        }
         let now = self.now();
         {
             let rx = self.vault().read()?;
@@ -451,12 +475,12 @@ impl Engine {
             };
             if let Some(sealed) = &rec.cached_token
                 && let Some(c) = self.apple.hit(tenant, &rec.key_id, &sealed.nonce)
-                && c.usable(now, &policy)
+                && c.usable(now, &policy, min_ttl)
             {
                 return Ok(token_view(tenant, &rec, c));
             }
             if let Some((nonce, c)) = open_cache!(rx, tenant, rec)
-                && c.usable(now, &policy)
+                && c.usable(now, &policy, min_ttl)
             {
                 self.apple.store(tenant, &rec.key_id, &nonce, &c);
                 return Ok(token_view(tenant, &rec, c));
@@ -472,7 +496,7 @@ impl Engine {
             return Err(no_active_key(tenant, tx.tenant(tenant)?.is_some()));
         };
         if let Some((nonce, c)) = open_cache!(tx, tenant, rec)
-            && c.usable(now, &policy)
+            && c.usable(now, &policy, min_ttl)
         {
             self.apple.store(tenant, &rec.key_id, &nonce, &c);
             return Ok(token_view(tenant, &rec, c));

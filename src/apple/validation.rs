@@ -51,7 +51,7 @@ impl Engine {
             let secrets = rx.secrets(&key, &rec)?;
             (rec.secrets.nonce.clone(), secrets.access_token)
         };
-        let dev = match self.developer_token(&id.tenant) {
+        let dev = match self.developer_token(&id.tenant, 0) {
             Ok(t) => t.token,
             Err(e @ (Error::NotFound { .. } | Error::Config(_))) => {
                 let reason = format!("cannot validate: {e}");
