@@ -658,11 +658,13 @@ impl Engine {
             }
             Request::Put { connection, token } => self.put(caller, &connection, token),
             // `TENANT/apple-music` (two parts): the tenant's developer token (SPEC §7).
-            Request::Get { connection, .. }
-                if crate::apple::developer_token_tenant(&connection).is_some() =>
-            {
+            Request::Get {
+                connection,
+                min_ttl,
+                ..
+            } if crate::apple::developer_token_tenant(&connection).is_some() => {
                 let tenant = crate::apple::developer_token_tenant(&connection).unwrap_or("");
-                self.apple_get(caller, tenant)
+                self.apple_get(caller, tenant, min_ttl.unwrap_or(0))
             }
             Request::Get {
                 connection,

@@ -5,7 +5,9 @@
 //! - [`jwt`]: signing a developer token (ES256 JWS) and the token policy from the config.
 //! - [`user`]: `GET {api_base}/v1/me/storefront` with both tokens, mapped to an `Outcome`.
 //! - [`service`]: the `Engine` operations (key add / list / activate / retire, token
-//!   hand-out with its cache, validation of `apple-music` connections).
+//!   hand-out with its cache).
+//! - [`validation`]: checking `apple-music` connections (Music-User-Tokens) and recording
+//!   the result as their status.
 //!
 //! Owns: the key states (`inactive` → `active` → `retiring` → `retired`), the developer-token
 //! cache, and the rule that nothing signed by a key other than the tenant's active one is
@@ -16,6 +18,7 @@ pub mod jwt;
 pub mod key;
 pub mod service;
 pub mod user;
+pub mod validation;
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-//! The Apple Music operations of the `Engine`: signing-key management, developer-token
-//! hand-out with its cache, and validation of `apple-music` connections.
+//! The Apple Music operations of the `Engine`: signing-key management and developer-token
+//! hand-out with its cache (validation of connections is in `validation`).
 //!
 //! # The developer-token cache
 //!
@@ -29,12 +29,12 @@
 
 use super::jwt::{self, Policy};
 use super::{AppleKeyView, AppleTokenView, PROVIDER, key, state, user};
-use crate::engine::{Caller, ConnectionView, Engine, Response, StatusEvent};
+use crate::engine::{Caller, Engine, Response};
 use crate::error::{Error, Result};
-use crate::names::{self, ConnectionId};
+use crate::names;
 use crate::secret::Secret;
 use crate::vault::Tx;
-use crate::vault::records::{AppleKeyRecord, Status};
+use crate::vault::records::AppleKeyRecord;
 use crate::vault::schema::names::APPLE_KEYS;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -77,9 +77,10 @@ struct CachedToken {
 const KIND: &str = "apple_developer_token";
 
 impl CachedToken {
-    fn usable(&self, now: i64, p: &Policy) -> bool {
+    /// Good to hand out with at least `min_left` seconds (and the renewal margin) left.
+    fn usable(&self, now: i64, p: &Policy, min_left: u64) -> bool {
         self.kind == KIND
-            && self.exp - now >= p.renew_before_secs as i64
+            && self.exp - now >= p.renew_before_secs.max(min_left) as i64
             && self.exp - self.iat <= p.lifetime_secs as i64
             // a clock set back by more than five minutes: sign a token it agrees with
             && self.iat <= now + 300
@@ -114,7 +115,7 @@ impl AppleState {
             .remove(tenant);
     }
 
-    fn http(&self) -> Result<&reqwest::Client> {
+    pub(super) fn http(&self) -> Result<&reqwest::Client> {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
@@ -190,7 +191,7 @@ macro_rules! open_cache {
 }
 
 impl Engine {
-    fn policy(&self) -> Result<Policy> {
+    pub(super) fn policy(&self) -> Result<Policy> {
         Policy::from_config(&self.config().apple_music)
     }
 
@@ -415,7 +416,30 @@ impl Engine {
     pub fn apple_developer_token(&self, caller: &Caller, tenant: &str) -> Result<AppleTokenView> {
         names::validate_tenant(tenant)?;
         caller.require_tenant(tenant)?;
-        let r = self.developer_token(tenant);
+        self.handed_out(caller, tenant, 0)
+    }
+
+    /// `get TENANT/apple-music [--min-ttl N]`: the developer token in the shape of any
+    /// `get`; a cached token with fewer than N seconds left is replaced.
+    pub(crate) fn apple_get(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        min_ttl: u64,
+    ) -> Result<Response> {
+        names::validate_tenant(tenant)?;
+        caller.require_tenant(tenant)?;
+        let t = self.handed_out(caller, tenant, min_ttl)?;
+        Ok(Response::Token {
+            connection: target(tenant),
+            token: t.token,
+            expires_at: Some(t.expires_at),
+            token_type: Some("Bearer".into()),
+        })
+    }
+
+    fn handed_out(&self, caller: &Caller, tenant: &str, min_ttl: u64) -> Result<AppleTokenView> {
+        let r = self.developer_token(tenant, min_ttl);
         self.queue_audit(
             caller,
             "apple_token",
@@ -426,19 +450,19 @@ impl Engine {
         r
     }
 
-    /// `get TENANT/apple-music`: the developer token in the shape of any `get`.
-    pub(crate) fn apple_get(&self, caller: &Caller, tenant: &str) -> Result<Response> {
-        let t = self.apple_developer_token(caller, tenant)?;
-        Ok(Response::Token {
-            connection: target(tenant),
-            token: t.token,
-            expires_at: Some(t.expires_at),
-            token_type: Some("Bearer".into()),
-        })
-    }
-
-    fn developer_token(&self, tenant: &str) -> Result<AppleTokenView> {
+    /// The tenant's developer token with at least `min_ttl` seconds left (and never less
+    /// than the renewal margin), from the cache or newly signed. Not audited.
+    pub(super) fn developer_token(&self, tenant: &str, min_ttl: u64) -> Result<AppleTokenView> {
         let policy = self.policy()?;
+        if min_ttl >= policy.lifetime_secs {
+            return Err(Error::invalid(
+                "min-ttl",
+                format!(
+                    "{min_ttl} s: a developer token lives {} s ([apple_music] token_lifetime_secs); ask for less",
+                    policy.lifetime_secs
+                ),
+            ));
+        }
         let now = self.now();
         {
             let rx = self.vault().read()?;
@@ -451,12 +475,12 @@ impl Engine {
             };
             if let Some(sealed) = &rec.cached_token
                 && let Some(c) = self.apple.hit(tenant, &rec.key_id, &sealed.nonce)
-                && c.usable(now, &policy)
+                && c.usable(now, &policy, min_ttl)
             {
                 return Ok(token_view(tenant, &rec, c));
             }
             if let Some((nonce, c)) = open_cache!(rx, tenant, rec)
-                && c.usable(now, &policy)
+                && c.usable(now, &policy, min_ttl)
             {
                 self.apple.store(tenant, &rec.key_id, &nonce, &c);
                 return Ok(token_view(tenant, &rec, c));
@@ -472,7 +496,7 @@ impl Engine {
             return Err(no_active_key(tenant, tx.tenant(tenant)?.is_some()));
         };
         if let Some((nonce, c)) = open_cache!(tx, tenant, rec)
-            && c.usable(now, &policy)
+            && c.usable(now, &policy, min_ttl)
         {
             self.apple.store(tenant, &rec.key_id, &nonce, &c);
             return Ok(token_view(tenant, &rec, c));
@@ -488,164 +512,6 @@ impl Engine {
         tracing::info!(key_id = %rec.key_id, exp = c.exp, "signed a new Apple Music developer token");
         self.apple.store(tenant, &rec.key_id, &nonce, &c);
         Ok(token_view(tenant, &rec, c))
-    }
-
-    /// Validates an `apple-music` connection now: `GET {api_base}/v1/me/storefront` with
-    /// the tenant's developer token and the connection's Music-User-Token, then records the
-    /// result as the connection's status (emitting a `StatusEvent` on a change) and sets
-    /// its next validation time (`due_at`):
-    ///
-    /// - 2xx → `connected` (reason "validated"), next check after `validate_interval_secs`;
-    /// - 401/403 → `needs_reauth`, not scheduled again; returns `Error::NeedsReauth`;
-    /// - 429/5xx/network → `retrying` with a growing, jittered delay (or `Retry-After`);
-    ///   returns `Error::ProviderUnavailable`;
-    /// - other answers, or no active signing key → `error` (configuration); returns
-    ///   `Error::Config`.
-    ///
-    /// `refresh CONNECTION` and the scheduler call this for `apple-music` connections. If
-    /// the token is replaced (`put`) while the request is in flight, the result is dropped.
-    pub async fn validate_apple_connection(
-        &self,
-        caller: &Caller,
-        connection: &str,
-    ) -> Result<Response> {
-        let id = ConnectionId::parse(connection)?;
-        caller.require_tenant(&id.tenant)?;
-        if id.provider != PROVIDER {
-            return Err(Error::invalid(
-                "connection",
-                format!("{id} is not an {PROVIDER} connection"),
-            ));
-        }
-        let key = id.key();
-        let policy = self.policy()?;
-        let (nonce, user_token) = {
-            let rx = self.vault().read()?;
-            let rec = rx
-                .connection(&key)?
-                .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
-            let secrets = rx.secrets(&key, &rec)?;
-            (rec.secrets.nonce.clone(), secrets.access_token)
-        };
-        let dev = match self.developer_token(&id.tenant) {
-            Ok(t) => t.token,
-            Err(e @ (Error::NotFound { .. } | Error::Config(_))) => {
-                let reason = format!("cannot validate: {e}");
-                self.record_validation(&id, &nonce, Status::Error, &reason, None)?;
-                return Err(Error::Config(reason));
-            }
-            Err(e) => return Err(e),
-        };
-        let outcome = user::validate(self.apple.http()?, &policy.api_base, &dev, &user_token).await;
-        drop((dev, user_token));
-        let now = self.now();
-        match outcome {
-            user::Outcome::Valid => {
-                let jitter = rand::random_range(0..=policy.validate_interval_secs / 10) as i64;
-                let due = now + policy.validate_interval_secs as i64 + jitter;
-                let rec =
-                    self.record_validation(&id, &nonce, Status::Connected, "validated", Some(due))?;
-                match rec {
-                    Some(rec) => Ok(Response::Connection(ConnectionView::new(&id, &rec))),
-                    None => Err(Error::not_found("connection", id.to_string())),
-                }
-            }
-            user::Outcome::NeedsReauth { status } => {
-                let reason = format!(
-                    "the Apple Music API answered {status} to /v1/me/storefront: the Music-User-Token is no longer accepted"
-                );
-                self.record_validation(&id, &nonce, Status::NeedsReauth, &reason, None)?;
-                Err(Error::NeedsReauth {
-                    connection: key,
-                    reason,
-                })
-            }
-            user::Outcome::RetryLater {
-                reason,
-                retry_after,
-            } => {
-                let attempts = {
-                    let rx = self.vault().read()?;
-                    rx.connection(&key)?.map(|r| r.attempts).unwrap_or(0) + 1
-                };
-                let cap = policy.validate_interval_secs;
-                let delay = match retry_after {
-                    Some(s) => s.min(cap),
-                    None => {
-                        let base = 60u64.saturating_mul(1 << attempts.min(16).saturating_sub(1));
-                        let d = base.min(cap).max(1);
-                        rand::random_range(d / 2..=d)
-                    }
-                };
-                self.record_validation(
-                    &id,
-                    &nonce,
-                    Status::Retrying,
-                    &reason,
-                    Some(now + delay as i64),
-                )?;
-                Err(Error::ProviderUnavailable {
-                    connection: key,
-                    reason,
-                })
-            }
-            user::Outcome::Rejected { status } => {
-                let reason = format!(
-                    "the Apple Music API answered {status} to /v1/me/storefront; check [apple_music] api_base and the signing key"
-                );
-                self.record_validation(&id, &nonce, Status::Error, &reason, None)?;
-                Err(Error::Config(reason))
-            }
-        }
-    }
-
-    /// Writes a validation result, unless the connection was removed or its token replaced
-    /// meanwhile (then returns the current record unchanged, or `None`).
-    fn record_validation(
-        &self,
-        id: &ConnectionId,
-        secrets_nonce: &[u8],
-        status: Status,
-        reason: &str,
-        due_at: Option<i64>,
-    ) -> Result<Option<crate::vault::records::ConnectionRecord>> {
-        let key = id.key();
-        let now = self.now();
-        let tx = self.vault().write()?;
-        let Some(mut rec) = tx.connection(&key)? else {
-            return Ok(None);
-        };
-        if rec.secrets.nonce != secrets_nonce {
-            return Ok(Some(rec));
-        }
-        let from = rec.status;
-        if from != status {
-            rec.status_at = now;
-        }
-        rec.status = status;
-        rec.reason = Some(reason.to_owned());
-        rec.attempts = if status == Status::Retrying {
-            rec.attempts.saturating_add(1)
-        } else {
-            0
-        };
-        if status == Status::Connected {
-            rec.last_refresh_at = Some(now);
-        }
-        rec.due_at = due_at;
-        rec.updated_at = now;
-        tx.put_connection(&key, &rec)?;
-        tx.commit()?;
-        if from != status {
-            self.emit(StatusEvent {
-                connection: key,
-                from: Some(from),
-                to: Some(status),
-                reason: Some(reason.to_owned()),
-                at: now,
-            });
-        }
-        Ok(Some(rec))
     }
 }
 

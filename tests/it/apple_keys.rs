@@ -1,6 +1,8 @@
 //! `apple key add / list / activate / retire`: keys sealed, one active, bad keys refused
 //! with nothing stored.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::Request;

@@ -1,6 +1,8 @@
 //! Signing-key rotation end to end (SPEC §7): add key 2, activate it, key 1 retiring with
 //! its last token's expiry, retire it; nothing signed by a non-active key is handed out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::Request;

@@ -1,6 +1,8 @@
 //! Developer tokens: every token verified with the PUBLIC key by jsonwebtoken, each claim
 //! checked; caching, renewal, lifetime and origin from the config; `get TENANT/apple-music`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::{Request, Response};
@@ -257,4 +259,40 @@ async fn concurrent_first_requests_sign_one_token() {
     }
     all.dedup();
     assert_eq!(all.len(), 1, "more than one token was signed");
+}
+
+#[tokio::test]
+async fn get_min_ttl_asks_for_a_token_with_that_much_left() {
+    let (_tv, e, clock) = vault_with_key1().await;
+    let get = |min_ttl: u64| {
+        let e = &e;
+        async move {
+            match e
+                .handle(
+                    &admin(),
+                    Request::Get {
+                        connection: "acme/apple-music".into(),
+                        min_ttl: Some(min_ttl),
+                        force_refresh: false,
+                    },
+                )
+                .await?
+            {
+                Response::Token { token, .. } => Ok(token.expose().to_owned()),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let first: tokenvault::Result<String> = get(30).await;
+    let first = first.unwrap();
+    clock.advance(10 * 86_400);
+    // 170 days left: enough for a week, not for 175 days
+    assert_eq!(get(7 * 86_400).await.unwrap(), first);
+    let second = get(175 * 86_400).await.unwrap();
+    assert_ne!(second, first);
+    let c = verify(&second, KEY1);
+    assert_eq!(c.iat, clock.get());
+    // more than a token can live: a usage error, not a token
+    let err = get(DEFAULT_LIFETIME as u64).await.unwrap_err();
+    assert_eq!(err.code(), "bad_request");
 }

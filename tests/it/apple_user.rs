@@ -2,6 +2,8 @@
 //! sent; 200 → connected, 401/403 → needs_reauth, 503 → retrying; `[apple_music] api_base`
 //! from the config file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::support::apple::*;
 use crate::support::*;
 use tokenvault::apple::{Outcome, validate_user_token};

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
+mod apple_hygiene;
 mod apple_keys;
 mod apple_rotation;
 mod apple_tokens;

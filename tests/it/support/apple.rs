@@ -2,6 +2,8 @@
 //! JWT verifier (jsonwebtoken with the PUBLIC key, never the signing code), a clock the
 //! test moves, and a fake Apple Music API on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::*;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
