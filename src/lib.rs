@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod token;
