@@ -137,6 +137,62 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Built-in and catalogue providers.
+    #[command(subcommand)]
+    Provider(ProviderCmd),
+    /// Refresh a connection now, every due connection (one scheduler pass), or a tenant's.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["connection", "due", "tenant"])))]
+    Refresh {
+        connection: Option<String>,
+        #[arg(long)]
+        due: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an OAuth flow and store the resulting tokens.
+    Connect {
+        connection: String,
+        #[arg(long, value_enum, default_value_t = Flow::Code)]
+        flow: Flow,
+        /// Scopes to ask for (repeat); the provider's defaults are added.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Loopback port of the redirect listener (code flow); default a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Open the URL in a browser when one is available.
+        #[arg(long)]
+        open: bool,
+        /// Give up waiting for the redirect after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Flow {
+    Code,
+    Device,
+    ClientCredentials,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCmd {
+    /// List providers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one provider's endpoints and settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! (`output`). Must not: hold business rules; everything goes through the `Engine`.
 
 pub mod args;
+pub mod connect;
 pub mod output;
 pub mod passphrase;
 pub mod paths;

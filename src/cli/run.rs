@@ -1,6 +1,7 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
 
+use super::args::ProviderCmd;
 use super::args::{Cli, ClientCmd, Command, Global, TenantCmd};
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
@@ -216,6 +217,68 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 since: since.map(|s| parse_since(&s, now)).transpose()?,
             }
         }
+        Command::Provider(p) => match p {
+            ProviderCmd::List { json } => {
+                pr.json = json;
+                Request::ProviderList
+            }
+            ProviderCmd::Show { name, json } => {
+                pr.json = json;
+                Request::ProviderShow { name }
+            }
+        },
+        Command::Refresh {
+            connection,
+            due,
+            tenant,
+            json,
+        } => {
+            pr.json = json;
+            match (connection, due, tenant) {
+                (Some(c), false, None) => Request::Refresh { connection: c },
+                (None, true, None) => Request::RefreshDue,
+                (None, false, Some(t)) => Request::RefreshTenant { tenant: t },
+                _ => {
+                    return Err(Error::invalid(
+                        "refresh",
+                        "give exactly one of CONNECTION, --due or --tenant T",
+                    ));
+                }
+            }
+        }
+        Command::Connect {
+            connection,
+            flow,
+            scopes,
+            port,
+            open,
+            timeout,
+            json,
+        } => {
+            let engine = open_local(&g).await?;
+            let caller = local_caller();
+            let resp = super::connect::run(
+                &engine,
+                &caller,
+                super::connect::ConnectArgs {
+                    connection,
+                    flow,
+                    scopes,
+                    port,
+                    open,
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+            )
+            .await;
+            engine.flush_audit()?;
+            let resp = resp?;
+            let now = chrono::Utc::now().timestamp();
+            let mut out = std::io::stdout().lock();
+            output::print(&mut out, &resp, json, now)
+                .and_then(|_| out.flush())
+                .map_err(|e| Error::io("cannot write to stdout", e))?;
+            return Ok(0);
+        }
     };
     let resp = execute_local(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
@@ -258,4 +321,25 @@ async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     let result = engine.handle(&local_caller(), req).await;
     engine.flush_audit()?;
     result
+}
+
+/// Opens the vault in this process as an engine that can answer several requests (the
+/// multi-step `connect` flows).
+pub async fn open_local(g: &Global) -> Result<Engine> {
+    if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
+        return Err(Error::Unauthorized(
+            "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
+        ));
+    }
+    let path = vault_path(g);
+    if !path.exists() {
+        return Err(Error::NoVault { path });
+    }
+    let config = load_config(g)?;
+    let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
+    let vault = Vault::open(&path, &pass)?;
+    drop(pass);
+    let engine = Engine::new(vault);
+    engine.set_config(config);
+    Ok(engine)
 }

@@ -462,3 +462,26 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
         }
     }
 }
+
+/// Moves a connection that is still due after a failed scheduled refresh `secs` into the
+/// future, so an error before any provider call (a broken record, a bad catalogue) cannot
+/// make the scheduler spin. Failures the policy handled have already moved it.
+pub async fn postpone_if_due(engine: &Engine, key: &str, secs: i64) -> Result<()> {
+    let now = engine.now();
+    let job_key = key.to_owned();
+    let job: super::commit::Job = Box::new(move |tx| {
+        if let Some(mut cur) = tx.connection(&job_key)? {
+            if cur.due_at.is_some_and(|d| d <= now) {
+                cur.due_at = Some(now + secs);
+                tx.put_connection(&job_key, &cur)?;
+            }
+        }
+        Ok(JobOut::default())
+    });
+    engine
+        .refresh_state()
+        .commits
+        .submit(engine.vault(), job)
+        .await
+        .map(|_| ())
+}

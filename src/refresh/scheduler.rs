@@ -119,6 +119,7 @@ pub async fn run_scheduler(
                                 code = e.code(),
                                 "scheduled refresh failed"
                             );
+                            let _ = super::connection::postpone_if_due(&engine, &key, 60).await;
                         }
                     }
                     let _ = done.send(key);
