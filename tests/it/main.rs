@@ -7,3 +7,4 @@ mod support;
 mod cli;
 mod failures;
 mod hygiene;
+mod refresh_engine;

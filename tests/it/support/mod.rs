@@ -2,6 +2,8 @@
 //! in-process engines.
 #![allow(dead_code)]
 
+pub mod fake_provider;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
