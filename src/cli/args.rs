@@ -151,6 +151,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Test support for the crash test: refreshes CONNECTION in a loop and prints each
+    /// committed access token. Hidden; never use it on real tokens.
+    #[command(name = "__refresh-loop", hide = true)]
+    RefreshLoop { connection: String },
     /// Run an OAuth flow and store the resulting tokens.
     Connect {
         connection: String,

@@ -246,6 +246,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
+        Command::RefreshLoop { connection } => {
+            let engine = open_local(&g).await?;
+            let key = crate::names::ConnectionId::parse(&connection)?.key();
+            loop {
+                match crate::refresh::refresh(&engine, &key, crate::refresh::Trigger::Manual).await
+                {
+                    Ok(f) => {
+                        // printed only after the refresh was committed durably
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "ack {}", f.access_token.expose());
+                        let _ = out.flush();
+                    }
+                    Err(e) => {
+                        eprintln!("refresh failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
         Command::Connect {
             connection,
             flow,

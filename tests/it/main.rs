@@ -7,4 +7,5 @@ mod support;
 mod cli;
 mod failures;
 mod hygiene;
+mod refresh_crash;
 mod refresh_engine;
