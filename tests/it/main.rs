@@ -7,5 +7,6 @@ mod support;
 mod cli;
 mod failures;
 mod hygiene;
+mod refresh_cli;
 mod refresh_crash;
 mod refresh_engine;
