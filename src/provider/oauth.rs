@@ -424,6 +424,7 @@ pub async fn validate_bearer(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

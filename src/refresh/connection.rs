@@ -243,17 +243,19 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
                     extra,
                 };
                 let renewable =
-                    secrets.refresh_token.is_some() || secrets.extra.get(GRANT_MARKER).is_some();
+                    secrets.refresh_token.is_some() || secrets.extra.contains_key(GRANT_MARKER);
                 let (exp, due) = plan(&provider, now, resp.expires_at, renewable, u);
                 cur.expires_at = exp;
                 cur.due_at = due;
-                if rotated {
-                    cur.refresh_expires_at = resp.refresh_expires_at;
-                } else if resp.refresh_expires_at.is_some() {
+                // a rotated token's expiry is the response's (unknown = none); a kept
+                // token keeps its expiry unless the response restates it
+                if rotated || resp.refresh_expires_at.is_some() {
                     cur.refresh_expires_at = resp.refresh_expires_at;
                 }
-                if let Some(rx) = cur.refresh_expires_at {
-                    if rx - now < policy::REFRESH_EXPIRY_WARNING_SECS {
+                if let Some(rx) = cur.refresh_expires_at
+                    && rx - now < policy::REFRESH_EXPIRY_WARNING_SECS
+                {
+                    {
                         let days = ((rx - now).max(0) + 86_399) / 86_400;
                         reason = format!(
                             "refreshed; the refresh token expires in {days} day(s): reconnect before then"
@@ -373,7 +375,7 @@ pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fre
         .run(key, || async {
             attempts(engine, key, trigger)
                 .await
-                .map_err(|e| std::sync::Arc::new(e))
+                .map_err(std::sync::Arc::new)
         })
         .await;
     r.map_err(|e| super::clone_error(&e))
@@ -470,11 +472,11 @@ pub async fn postpone_if_due(engine: &Engine, key: &str, secs: i64) -> Result<()
     let now = engine.now();
     let job_key = key.to_owned();
     let job: super::commit::Job = Box::new(move |tx| {
-        if let Some(mut cur) = tx.connection(&job_key)? {
-            if cur.due_at.is_some_and(|d| d <= now) {
-                cur.due_at = Some(now + secs);
-                tx.put_connection(&job_key, &cur)?;
-            }
+        if let Some(mut cur) = tx.connection(&job_key)?
+            && cur.due_at.is_some_and(|d| d <= now)
+        {
+            cur.due_at = Some(now + secs);
+            tx.put_connection(&job_key, &cur)?;
         }
         Ok(JobOut::default())
     });

@@ -112,8 +112,10 @@ pub async fn run_scheduler(
                         .entry(host)
                         .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
                         .clone();
-                    if let Ok(_permit) = sem.acquire_owned().await {
-                        if let Err(e) = super::refresh(&engine, &key, Trigger::Scheduler).await {
+                    if let Ok(_permit) = sem.acquire_owned().await
+                        && let Err(e) = super::refresh(&engine, &key, Trigger::Scheduler).await
+                    {
+                        {
                             tracing::debug!(
                                 connection = %engine.vault().pseudonym(&key),
                                 code = e.code(),

@@ -67,10 +67,10 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
             };
             match role {
                 Role::Waiter(mut rx) => {
-                    if let Ok(v) = rx.wait_for(Option::is_some).await {
-                        if let Some(v) = v.clone() {
-                            return v;
-                        }
+                    if let Ok(v) = rx.wait_for(Option::is_some).await
+                        && let Some(v) = v.clone()
+                    {
+                        return v;
                     }
                     // the runner was cancelled: try again, perhaps as the runner
                 }
@@ -97,6 +97,7 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The refresh engine through the real binary: `provider list/show`, `get --min-ttl`
 //! refreshing on demand, `refresh CONNECTION | --due | --tenant`, exit codes of §5.4.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
 use crate::support::*;

@@ -2,6 +2,7 @@
 //! against the rotating fake provider and is killed with SIGKILL at random moments. After
 //! each kill the vault opens, and every refresh the child acknowledged (printed after its
 //! commit) is intact: the stored generation is never older than the last acknowledged one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
 use crate::support::*;

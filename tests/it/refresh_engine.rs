@@ -1,6 +1,7 @@
 //! The refresh engine against the stateful fake provider (issue 3, point 7), in process:
 //! a real vault file, a real HTTP server on 127.0.0.1, tokio's paused clock where time
 //! matters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
 use crate::support::*;

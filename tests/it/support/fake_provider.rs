@@ -9,7 +9,7 @@
 //! - `/authorize`: redirects to `redirect_uri` with a code and the `state`.
 //! - `/device`: RFC 8628 device authorisation; polls follow a script.
 //! - `/user`: PAT validation (`ghp-valid` is valid).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
 use axum::extract::{Query, State};
