@@ -265,7 +265,11 @@ async fn commit_bench(n: usize) {
         let rate = n as f64 / el.as_secs_f64();
         println!(
             "commit: {} — {n} refreshes at concurrency {PER_HOST}: {rate:.0} records/s, {jobs} results in {batches} durable commits",
-            if single { "one commit per refresh" } else { "group commit" }
+            if single {
+                "one commit per refresh"
+            } else {
+                "group commit"
+            }
         );
         rates.push(rate);
     }
@@ -297,7 +301,10 @@ async fn scale(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let (engine, _) = vault_with(dir.path(), n, "http://127.0.0.1:9/token", 30 * 86_400).await;
-    println!("scale: built {n} connections in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "scale: built {n} connections in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     drop(engine);
     let path = dir.path().join("vault.redb");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -467,3 +467,74 @@ async fn forced_refresh_is_rate_limited_to_one_per_ten_seconds() {
     }
     assert_eq!(fp.requests(), 1);
 }
+
+#[tokio::test]
+async fn github_pats_are_validated_never_refreshed() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    engine
+        .handle(
+            &admin(),
+            Request::ClientSet {
+                tenant: "acme".into(),
+                provider: "github".into(),
+                client_id: "pat".into(),
+                client_secret: None,
+                // for PATs the token URL override is the validation endpoint
+                token_url: Some(fp.url("/user")),
+                authorization_url: None,
+                device_authorization_url: None,
+                revocation_url: None,
+                params: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let conn = "acme/github/me";
+    put(
+        &engine,
+        conn,
+        serde_json::json!({"access_token": "ghp-valid"}),
+        0,
+    )
+    .await;
+    let rec = record(&engine, conn);
+    assert!(rec.due_at.is_some(), "a PAT is due for validation");
+    engine
+        .handle(
+            &admin(),
+            Request::Refresh {
+                connection: conn.into(),
+            },
+        )
+        .await
+        .unwrap();
+    let rec = record(&engine, conn);
+    assert_eq!(rec.status, Status::Connected);
+    assert_eq!(rec.reason.as_deref(), Some("validated"));
+    assert_eq!(fp.requests(), 0, "no token endpoint call for a PAT");
+    engine
+        .handle(
+            &admin(),
+            Request::Put {
+                connection: "acme/github/other".into(),
+                token: serde_json::json!({"access_token": "ghp-revoked"}),
+            },
+        )
+        .await
+        .unwrap();
+    let e = engine
+        .handle(
+            &admin(),
+            Request::Refresh {
+                connection: "acme/github/other".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(
+        record(&engine, "acme/github/other").status,
+        Status::NeedsReauth
+    );
+}
