@@ -88,7 +88,15 @@ impl GroupCommit {
                     std::mem::take(&mut *q)
                 }
             };
-            self.run_batch(vault, batch);
+            // The commit syncs the disk: on a multi-threaded runtime let other tasks move
+            // off this worker meanwhile.
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi {
+                tokio::task::block_in_place(|| self.run_batch(vault, batch));
+            } else {
+                self.run_batch(vault, batch);
+            }
             drop(turn);
         }
     }
