@@ -538,3 +538,28 @@ async fn github_pats_are_validated_never_refreshed() {
         Status::NeedsReauth
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_results_share_durable_commits() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    for i in 0..64 {
+        put(&engine, &format!("acme/spotify/u{i}"), fp.new_family(), 0).await;
+    }
+    let before = engine.refresh_state().commits.counts();
+    let mut handles = Vec::new();
+    for i in 0..64 {
+        let e = engine.clone();
+        handles.push(tokio::spawn(async move {
+            get(&e, &format!("acme/spotify/u{i}")).await.unwrap()
+        }));
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        // every caller got its own connection's refreshed token
+        assert_eq!(h.await.unwrap(), format!("at-{}-1", i + 1));
+    }
+    let after = engine.refresh_state().commits.counts();
+    let (batches, jobs) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(jobs, 64);
+    assert!(batches < jobs, "{jobs} results took {batches} commits");
+}
