@@ -236,8 +236,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>>>,
 {
-    let mut interval = Duration::from_secs(interval.unwrap_or(5).max(1));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(expires_in);
+    // provider values are hostile: bound both so the arithmetic cannot overflow
+    let mut interval = Duration::from_secs(interval.unwrap_or(5).clamp(1, 300));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(expires_in.min(86_400));
     loop {
         tokio::time::sleep(interval).await;
         if tokio::time::Instant::now() > deadline {
