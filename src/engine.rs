@@ -245,6 +245,53 @@ pub enum Request {
     /// Which vault this engine serves (admin): lets the CLI notice a daemon serving
     /// another vault than the one it was pointed at.
     DaemonInfo,
+    /// `refresh CONNECTION`: call the provider now (at most once per 10 s).
+    Refresh {
+        connection: String,
+    },
+    /// `refresh --due`: one scheduler pass.
+    RefreshDue,
+    /// `refresh --tenant T`: every connection of a tenant.
+    RefreshTenant {
+        tenant: String,
+    },
+    ProviderList,
+    ProviderShow {
+        name: String,
+    },
+    /// `connect --flow code`, step 1: the URL to open (PKCE S256, `state` from the CLI).
+    ConnectStart {
+        connection: String,
+        redirect_uri: String,
+        state: String,
+        code_challenge: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    /// `connect --flow code`, step 2: the code from the redirect; the engine exchanges it.
+    ConnectCode {
+        connection: String,
+        code: Secret,
+        code_verifier: Secret,
+        redirect_uri: String,
+    },
+    /// `connect --flow device`, step 1.
+    DeviceStart {
+        connection: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
+    /// `connect --flow device`, one poll.
+    DevicePoll {
+        connection: String,
+        device_code: Secret,
+    },
+    /// `connect --flow client-credentials`.
+    ConnectClientCredentials {
+        connection: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
 }
 
 impl Request {
@@ -284,6 +331,16 @@ impl Request {
             Request::TenantGrantList { .. } => "tenant_grant_list",
             Request::Metrics => "metrics",
             Request::DaemonInfo => "daemon_info",
+            Request::Refresh { .. } => "refresh",
+            Request::RefreshDue => "refresh_due",
+            Request::RefreshTenant { .. } => "refresh_tenant",
+            Request::ProviderList => "provider_list",
+            Request::ProviderShow { .. } => "provider_show",
+            Request::ConnectStart { .. } => "connect_start",
+            Request::ConnectCode { .. } => "connect_code",
+            Request::DeviceStart { .. } => "device_start",
+            Request::DevicePoll { .. } => "device_poll",
+            Request::ConnectClientCredentials { .. } => "connect_client_credentials",
         }
     }
 }
@@ -441,6 +498,20 @@ pub enum Response {
         daemon: bool,
         pid: u32,
     },
+    Providers {
+        providers: Vec<crate::provider::Provider>,
+    },
+    Provider(Box<crate::provider::Provider>),
+    Refreshed {
+        results: Vec<crate::refresh::ops::RefreshResult>,
+    },
+    AuthorizationUrl {
+        url: String,
+    },
+    DeviceAuthorization(Box<crate::refresh::ops::DeviceStartView>),
+    DevicePending {
+        slow_down: bool,
+    },
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -472,6 +543,8 @@ pub struct Engine {
     pub(crate) apple: crate::apple::AppleState,
     /// Counters for `metrics` (refreshes, latency, tokens served, socket connections).
     metrics: Arc<crate::metrics::Metrics>,
+    /// The refresh engine: HTTP client, single flight, group commit, scheduler wake-up.
+    refresh: crate::refresh::RefreshState,
 }
 
 impl Engine {
@@ -491,6 +564,7 @@ impl Engine {
             backup: Default::default(),
             apple: crate::apple::AppleState::default(),
             metrics: Arc::default(),
+            refresh: crate::refresh::RefreshState::default(),
         }
     }
 
@@ -510,6 +584,12 @@ impl Engine {
     /// Replaces the configuration (at start-up and on SIGHUP).
     pub fn set_config(&self, config: Config) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.refresh.wake.notify_one();
+    }
+
+    /// The refresh engine's state (HTTP client, single flight, counters, scheduler wake).
+    pub fn refresh_state(&self) -> &crate::refresh::RefreshState {
+        &self.refresh
     }
 
     /// The counters behind `metrics`; the refresh engine reports provider calls here.
@@ -834,6 +914,57 @@ impl Engine {
                     text: crate::metrics::render(self)?,
                 })
             }
+            Request::Refresh { connection } => {
+                crate::refresh::ops::refresh_connection(self, caller, &connection).await
+            }
+            Request::RefreshDue => crate::refresh::ops::refresh_due(self, caller).await,
+            Request::RefreshTenant { tenant } => {
+                crate::refresh::ops::refresh_tenant(self, caller, &tenant).await
+            }
+            Request::ProviderList => crate::refresh::ops::provider_list(self),
+            Request::ProviderShow { name } => crate::refresh::ops::provider_show(self, &name),
+            Request::ConnectStart {
+                connection,
+                redirect_uri,
+                state,
+                code_challenge,
+                scopes,
+            } => crate::refresh::ops::connect_start(
+                self,
+                caller,
+                &connection,
+                &redirect_uri,
+                &state,
+                &code_challenge,
+                &scopes,
+            ),
+            Request::ConnectCode {
+                connection,
+                code,
+                code_verifier,
+                redirect_uri,
+            } => {
+                crate::refresh::ops::connect_code(
+                    self,
+                    caller,
+                    &connection,
+                    &code,
+                    &code_verifier,
+                    &redirect_uri,
+                )
+                .await
+            }
+            Request::DeviceStart { connection, scopes } => {
+                crate::refresh::ops::device_start(self, caller, &connection, &scopes).await
+            }
+            Request::DevicePoll {
+                connection,
+                device_code,
+            } => crate::refresh::ops::device_poll(self, caller, &connection, &device_code).await,
+            Request::ConnectClientCredentials { connection, scopes } => {
+                crate::refresh::ops::connect_client_credentials(self, caller, &connection, &scopes)
+                    .await
+            }
         }
     }
 
@@ -930,14 +1061,21 @@ impl Engine {
         let tx = self.vault.write()?;
         self.require_tenant_exists(&tx, &id.tenant)?;
         let old = tx.connection(&key)?;
+        // due time and default lifetime of SPEC §5.1 (refresh engine)
+        let (expires_at, due_at) = crate::refresh::ops::plan_for(
+            self,
+            &id,
+            parsed.expires_at,
+            parsed.secrets.refresh_token.is_some(),
+        )?;
         let rec = ConnectionRecord {
             status: Status::Connected,
             reason: Some("imported".into()),
             status_at: now,
             attempts: 0,
-            expires_at: parsed.expires_at,
+            expires_at,
             refresh_expires_at: parsed.refresh_expires_at,
-            due_at: None,
+            due_at,
             scope: parsed.scope.clone(),
             token_type: parsed.token_type.clone(),
             has_refresh_token: parsed.secrets.refresh_token.is_some(),
@@ -952,6 +1090,7 @@ impl Engine {
         tx.put_connection(&key, &rec)?;
         self.audit_in(&tx, caller, "put", Some(&id.tenant), &key, "ok")?;
         tx.commit()?;
+        self.refresh.wake.notify_one();
         if old.as_ref().map(|o| o.status) != Some(Status::Connected) {
             self.emit(StatusEvent {
                 connection: key,
@@ -969,7 +1108,7 @@ impl Engine {
         caller: &Caller,
         connection: &str,
         min_ttl: u64,
-        _force_refresh: bool,
+        force_refresh: bool,
     ) -> Result<Response> {
         let id = ConnectionId::parse(connection)?;
         caller.require_tenant(&id.tenant)?;
@@ -979,26 +1118,26 @@ impl Engine {
         let rec = rx
             .connection(&key)?
             .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
+        let needs_refresh = force_refresh
+            || rec
+                .expires_at
+                .is_some_and(|exp| exp <= now + min_ttl as i64);
         let outcome = match rec.status {
             Status::NeedsReauth | Status::Disconnected => Err(Error::NeedsReauth {
                 connection: key.clone(),
                 reason: rec.reason.clone().unwrap_or_else(|| rec.status.to_string()),
             }),
-            _ => match rec.expires_at {
-                Some(exp) if exp <= now + min_ttl as i64 => {
-                    // The refresh engine takes over here once it exists; until then an
-                    // expiring token cannot be renewed.
-                    Err(Error::NeedsReauth {
-                        connection: key.clone(),
-                        reason: if exp <= now {
-                            "the access token has expired".into()
-                        } else {
-                            format!("fewer than {min_ttl} s remain")
-                        },
-                    })
-                }
-                _ => Ok(()),
-            },
+            _ if needs_refresh => {
+                // on-demand refresh, shared with concurrent callers (refresh engine); no
+                // read snapshot is held across the provider call
+                drop(rx);
+                crate::refresh::on_demand(self, &key, min_ttl, force_refresh)
+                    .await
+                    .map(|f| (f.access_token, f.expires_at, f.token_type))
+            }
+            _ => rx
+                .secrets(&key, &rec)
+                .map(|s| (s.access_token, rec.expires_at, rec.token_type.clone())),
         };
         self.queue_audit(
             caller,
@@ -1007,13 +1146,12 @@ impl Engine {
             &key,
             if outcome.is_ok() { "ok" } else { "refused" },
         );
-        outcome?;
-        let secrets = rx.secrets(&key, &rec)?;
+        let (token, expires_at, token_type) = outcome?;
         Ok(Response::Token {
             connection: key,
-            token: secrets.access_token,
-            expires_at: rec.expires_at,
-            token_type: rec.token_type,
+            token,
+            expires_at,
+            token_type,
         })
     }
 

@@ -12,6 +12,10 @@
 //! - [`secret`]: `Secret`, a string that never prints.
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
 //! - [`config`]: the optional TOML configuration file, one section per part.
+//! - [`provider`]: the provider catalogue as data, token-endpoint calls and the
+//!   classification of their answers, the CLI halves of the OAuth flows.
+//! - [`refresh`]: keeping tokens valid: retry/due-time policy, single flight, group
+//!   commit, the scheduler, and the refresh / connect / provider operations.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
 //! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
 //! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
@@ -32,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod server;

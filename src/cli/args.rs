@@ -157,6 +157,44 @@ pub enum Command {
         #[arg(long, value_name = "GROUP")]
         socket_group: Option<String>,
     },
+    /// Built-in and catalogue providers.
+    #[command(subcommand)]
+    Provider(ProviderCmd),
+    /// Refresh a connection now, every due connection (one scheduler pass), or a tenant's.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["connection", "due", "tenant"])))]
+    Refresh {
+        connection: Option<String>,
+        #[arg(long)]
+        due: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test support for the crash test: refreshes CONNECTION in a loop and prints each
+    /// committed access token. Hidden; never use it on real tokens.
+    #[command(name = "__refresh-loop", hide = true)]
+    RefreshLoop { connection: String },
+    /// Run an OAuth flow and store the resulting tokens.
+    Connect {
+        connection: String,
+        #[arg(long, value_enum, default_value_t = Flow::Code)]
+        flow: Flow,
+        /// Scopes to ask for (repeat); the provider's defaults are added.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Loopback port of the redirect listener (code flow); default a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Open the URL in a browser when one is available.
+        #[arg(long)]
+        open: bool,
+        /// Give up waiting for the redirect after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +246,28 @@ pub enum BackupCmd {
         /// Replace tenants that already exist (and everything they own) with the backup's.
         #[arg(long)]
         replace: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Flow {
+    Code,
+    Device,
+    ClientCredentials,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCmd {
+    /// List providers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one provider's endpoints and settings.
+    Show {
+        name: String,
         #[arg(long)]
         json: bool,
     },

@@ -4,6 +4,7 @@
 
 pub mod apple;
 pub mod args;
+pub mod connect;
 pub mod output;
 pub mod passphrase;
 pub mod paths;

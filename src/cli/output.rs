@@ -100,6 +100,42 @@ pub fn print(
             Ok(())
         }
         Response::Metrics { text } if !as_json => write!(out, "{text}"),
+        // refresh engine (issue 3)
+        Response::Providers { providers } if as_json => json(out, providers),
+        Response::Providers { providers } => {
+            for p in providers {
+                writeln!(
+                    out,
+                    "{:<14} {:<11} {:<6} {}",
+                    p.name,
+                    format!("{:?}", p.kind).to_lowercase(),
+                    format!("{:?}", p.client_auth).to_lowercase(),
+                    p.token_url.as_deref().unwrap_or("-")
+                )?;
+            }
+            Ok(())
+        }
+        Response::Provider(p) => json(out, p),
+        Response::Refreshed { results } if as_json => json(out, results),
+        Response::Refreshed { results } => {
+            if results.is_empty() {
+                return writeln!(out, "nothing to refresh");
+            }
+            for r in results {
+                writeln!(
+                    out,
+                    "{:<40} {:<9} {}{}",
+                    r.connection,
+                    r.outcome,
+                    r.status.map(|s| s.to_string()).unwrap_or_default(),
+                    r.reason
+                        .as_deref()
+                        .map(|x| format!(" — {x}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            Ok(())
+        }
         other => json(out, other),
     }
 }

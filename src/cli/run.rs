@@ -1,7 +1,9 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
 
-use super::args::{BackupCmd, Cli, ClientCmd, Command, Global, TenantCmd, TenantKeyCmd};
+use super::args::{
+    BackupCmd, Cli, ClientCmd, Command, Global, ProviderCmd, TenantCmd, TenantKeyCmd,
+};
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
@@ -277,6 +279,87 @@ pub async fn run(cli: Cli) -> Result<i32> {
             pr.json = json;
             req
         }
+        Command::Provider(p) => match p {
+            ProviderCmd::List { json } => {
+                pr.json = json;
+                Request::ProviderList
+            }
+            ProviderCmd::Show { name, json } => {
+                pr.json = json;
+                Request::ProviderShow { name }
+            }
+        },
+        Command::Refresh {
+            connection,
+            due,
+            tenant,
+            json,
+        } => {
+            pr.json = json;
+            match (connection, due, tenant) {
+                (Some(c), false, None) => Request::Refresh { connection: c },
+                (None, true, None) => Request::RefreshDue,
+                (None, false, Some(t)) => Request::RefreshTenant { tenant: t },
+                _ => {
+                    return Err(Error::invalid(
+                        "refresh",
+                        "give exactly one of CONNECTION, --due or --tenant T",
+                    ));
+                }
+            }
+        }
+        Command::RefreshLoop { connection } => {
+            let engine = open_local(&g).await?;
+            let key = crate::names::ConnectionId::parse(&connection)?.key();
+            loop {
+                match crate::refresh::refresh(&engine, &key, crate::refresh::Trigger::Manual).await
+                {
+                    Ok(f) => {
+                        // printed only after the refresh was committed durably
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "ack {}", f.access_token.expose());
+                        let _ = out.flush();
+                    }
+                    Err(e) => {
+                        eprintln!("refresh failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        Command::Connect {
+            connection,
+            flow,
+            scopes,
+            port,
+            open,
+            timeout,
+            json,
+        } => {
+            let engine = open_local(&g).await?;
+            let caller = local_caller();
+            let resp = super::connect::run(
+                &engine,
+                &caller,
+                super::connect::ConnectArgs {
+                    connection,
+                    flow,
+                    scopes,
+                    port,
+                    open,
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+            )
+            .await;
+            engine.flush_audit()?;
+            let resp = resp?;
+            let now = chrono::Utc::now().timestamp();
+            let mut out = std::io::stdout().lock();
+            output::print(&mut out, &resp, json, now)
+                .and_then(|_| out.flush())
+                .map_err(|e| Error::io("cannot write to stdout", e))?;
+            return Ok(0);
+        }
     };
     let resp = crate::client::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
@@ -402,4 +485,25 @@ fn backup_request(b: BackupCmd, pr: &mut Print) -> Result<Request> {
             }
         }
     })
+}
+
+/// Opens the vault in this process as an engine that can answer several requests (the
+/// multi-step `connect` flows).
+pub async fn open_local(g: &Global) -> Result<Engine> {
+    if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
+        return Err(Error::Unauthorized(
+            "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
+        ));
+    }
+    let path = vault_path(g);
+    if !path.exists() {
+        return Err(Error::NoVault { path });
+    }
+    let config = load_config(g)?;
+    let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
+    let vault = Vault::open(&path, &pass)?;
+    drop(pass);
+    let engine = Engine::new(vault);
+    engine.set_config(config);
+    Ok(engine)
 }

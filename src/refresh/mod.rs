@@ -1,19 +1,218 @@
-//! Keeping tokens valid (SPEC §5): the scheduler, single flight, retry policy.
+//! Keeping tokens valid (SPEC §5): refreshing one connection (`connection`), the pure
+//! retry and due-time policy (`policy`), single flight per connection (`single_flight`),
+//! group commit of results (`commit`), the scheduler (`scheduler`), and the engine
+//! operations built on them (`ops`: `refresh`, `connect`, `provider list/show`).
 //!
-//! PLACEHOLDER: the refresh engine (issue 3) replaces this module. The interface the
-//! daemon calls is fixed here so the daemon and the scheduler can be built in parallel.
+//! Must not: parse command lines or speak the socket protocol; it is called by the
+//! `Engine` and calls the `provider` module for HTTP.
 
-use crate::engine::Engine;
-use crate::error::Result;
-use std::future::Future;
-use std::sync::Arc;
+pub mod commit;
+pub mod connection;
+pub mod ops;
+pub mod policy;
+pub mod scheduler;
+pub mod single_flight;
 
-/// Runs the scheduler until `shutdown` resolves. Placeholder: does nothing but wait.
-pub async fn run_scheduler(
-    engine: Arc<Engine>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
-    let _ = engine;
-    shutdown.await;
-    Ok(())
+pub use connection::{Fresh, Trigger, refresh};
+pub use scheduler::run_scheduler;
+
+use crate::error::{Error, Result};
+use crate::provider::oauth::{CallError, Http};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// A single flight's shared result.
+pub type FlightResult = std::result::Result<Fresh, Arc<Error>>;
+
+/// Rebuilds an error for each waiter of a shared flight (`Error` is not `Clone`).
+pub fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::NeedsReauth { connection, reason } => Error::NeedsReauth {
+            connection: connection.clone(),
+            reason: reason.clone(),
+        },
+        Error::Config(m) => Error::Config(m.clone()),
+        Error::ProviderUnavailable { connection, reason } => Error::ProviderUnavailable {
+            connection: connection.clone(),
+            reason: reason.clone(),
+        },
+        Error::NotFound { what, name } => Error::NotFound {
+            what,
+            name: name.clone(),
+        },
+        Error::Storage(m) => Error::Storage(m.clone()),
+        Error::Forbidden(m) => Error::Forbidden(m.clone()),
+        Error::Invalid { what, reason } => Error::Invalid {
+            what,
+            reason: reason.clone(),
+        },
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// Counters for `status`, `metrics` and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Calls to a provider endpoint (refresh, validation).
+    pub provider_calls: AtomicU64,
+    /// Scheduler scans of the due index.
+    pub scheduler_passes: AtomicU64,
+    /// Sum of provider call latencies, microseconds.
+    pub latency_us: AtomicU64,
+}
+
+/// The refresh engine's state inside an `Engine`.
+pub struct RefreshState {
+    http: Mutex<Option<Http>>,
+    http_timeout: Mutex<Duration>,
+    pub flights: single_flight::SingleFlight<FlightResult>,
+    pub commits: commit::GroupCommit,
+    /// Wakes the scheduler when a connection changed (`put`, `connect`, config reload).
+    pub wake: tokio::sync::Notify,
+    /// Last forced refresh per connection (SPEC §5.2: at most one per 10 s).
+    forced: Mutex<std::collections::HashMap<String, i64>>,
+    pub stats: Stats,
+    on_demand_attempts: AtomicU64,
+    max_inline_wait: AtomicI64,
+    scheduler_running: OnceLock<()>,
+}
+
+impl std::fmt::Debug for RefreshState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshState")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Default for RefreshState {
+    fn default() -> Self {
+        RefreshState {
+            http: Mutex::new(None),
+            http_timeout: Mutex::new(crate::provider::oauth::DEFAULT_TIMEOUT),
+            flights: Default::default(),
+            commits: Default::default(),
+            wake: tokio::sync::Notify::new(),
+            forced: Mutex::new(Default::default()),
+            stats: Stats::default(),
+            on_demand_attempts: AtomicU64::new(3),
+            max_inline_wait: AtomicI64::new(60),
+            scheduler_running: OnceLock::new(),
+        }
+    }
+}
+
+impl RefreshState {
+    /// The HTTP client, built on first use.
+    pub fn http(&self) -> std::result::Result<Http, CallError> {
+        let mut g = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = g.as_ref() {
+            return Ok(h.clone());
+        }
+        let timeout = *self.http_timeout.lock().unwrap_or_else(|p| p.into_inner());
+        let h = Http::new(timeout).map_err(|e| CallError::Config(e.to_string()))?;
+        *g = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Timeout of one provider call (tests shorten it). Rebuilds the client.
+    pub fn set_http_timeout(&self, t: Duration) {
+        *self.http_timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
+        *self.http.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// How many provider calls an on-demand refresh makes before giving up (default 3).
+    pub fn set_on_demand_attempts(&self, n: u32) {
+        self.on_demand_attempts
+            .store(n.max(1) as u64, Ordering::Relaxed);
+    }
+
+    pub fn on_demand_attempts(&self) -> u32 {
+        self.on_demand_attempts.load(Ordering::Relaxed) as u32
+    }
+
+    /// Longest `Retry-After` an on-demand caller waits inline (default 60 s).
+    pub fn max_inline_wait_secs(&self) -> i64 {
+        self.max_inline_wait.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_inline_wait_secs(&self, s: i64) {
+        self.max_inline_wait.store(s, Ordering::Relaxed);
+    }
+
+    pub fn provider_calls(&self) -> u64 {
+        self.stats.provider_calls.load(Ordering::Relaxed)
+    }
+
+    pub fn scheduler_passes(&self) -> u64 {
+        self.stats.scheduler_passes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_provider_call(&self) {
+        self.stats.provider_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe_latency(&self, d: Duration) {
+        self.stats
+            .latency_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records a forced refresh of `key` at `now`, or refuses it if the last one was less
+    /// than 10 s ago.
+    pub(crate) fn allow_forced(&self, key: &str, now: i64) -> bool {
+        let mut m = self.forced.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, t| now - *t < policy::FORCE_INTERVAL_SECS);
+        }
+        match m.get(key) {
+            Some(t) if now - *t < policy::FORCE_INTERVAL_SECS => false,
+            _ => {
+                m.insert(key.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    /// Marks the scheduler as running; false if one already runs on this engine.
+    pub(crate) fn claim_scheduler(&self) -> bool {
+        self.scheduler_running.set(()).is_ok()
+    }
+}
+
+/// A clock that follows tokio's (pausable) clock from a Unix-time origin, so scheduler
+/// tests on a paused clock see consistent times.
+#[derive(Debug)]
+pub struct TokioClock {
+    origin: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new(origin_unix: i64) -> Self {
+        TokioClock {
+            origin: origin_unix,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl crate::engine::Clock for TokioClock {
+    fn now(&self) -> i64 {
+        self.origin + self.start.elapsed().as_secs() as i64
+    }
+}
+
+/// `get`: the stored token if more than `min_ttl` seconds remain, otherwise a refreshed
+/// one (shared with concurrent callers). A forced refresh within 10 s of the previous one
+/// is not repeated.
+pub async fn on_demand(
+    engine: &crate::engine::Engine,
+    key: &str,
+    min_ttl: u64,
+    force: bool,
+) -> Result<Fresh> {
+    let force = force && engine.refresh_state().allow_forced(key, engine.now());
+    refresh(engine, key, Trigger::OnDemand { min_ttl, force }).await
 }

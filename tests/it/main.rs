@@ -23,3 +23,6 @@ mod daemon_lifecycle;
 mod daemon_load;
 mod failures;
 mod hygiene;
+mod refresh_cli;
+mod refresh_crash;
+mod refresh_engine;

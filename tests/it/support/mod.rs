@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apple;
+pub mod fake_provider;
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,565 @@
+//! The refresh engine against the stateful fake provider (issue 3, point 7), in process:
+//! a real vault file, a real HTTP server on 127.0.0.1, tokio's paused clock where time
+//! matters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+use crate::support::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenvault::engine::{Engine, Request, Response};
+use tokenvault::refresh::TokioClock;
+use tokenvault::secret::Secret;
+use tokenvault::vault::Vault;
+use tokenvault::vault::records::Status;
+
+const T0: i64 = 1_800_000_000;
+const CONN: &str = "acme/spotify/alice";
+
+/// A vault with tenant `acme`, a client for `provider` aimed at the fake, on a clock that
+/// follows tokio's.
+async fn setup(fp: &FakeProvider, provider: &str) -> (TestVault, Arc<Engine>) {
+    let tv = TestVault::new();
+    let vault = Vault::open(&tv.path, &Secret::new(PASSPHRASE)).unwrap();
+    let engine = Arc::new(Engine::with_clock(vault, Arc::new(TokioClock::new(T0))));
+    let a = admin();
+    engine
+        .handle(
+            &a,
+            Request::TenantAdd {
+                name: "acme".into(),
+            },
+        )
+        .await
+        .unwrap();
+    engine
+        .handle(
+            &a,
+            Request::ClientSet {
+                tenant: "acme".into(),
+                provider: provider.into(),
+                client_id: CLIENT_ID.into(),
+                client_secret: Some(Secret::new(CLIENT_SECRET)),
+                token_url: Some(fp.token_url()),
+                authorization_url: Some(fp.url("/authorize")),
+                device_authorization_url: Some(fp.url("/device")),
+                revocation_url: None,
+                params: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    (tv, engine)
+}
+
+async fn put(engine: &Engine, conn: &str, mut token: serde_json::Value, expires_in: i64) {
+    token["expires_in"] = expires_in.into();
+    engine
+        .handle(
+            &admin(),
+            Request::Put {
+                connection: conn.into(),
+                token,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn get(engine: &Engine, conn: &str) -> tokenvault::Result<String> {
+    match engine
+        .handle(
+            &admin(),
+            Request::Get {
+                connection: conn.into(),
+                min_ttl: Some(30),
+                force_refresh: false,
+            },
+        )
+        .await?
+    {
+        Response::Token { token, .. } => Ok(token.expose().to_owned()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn record(engine: &Engine, conn: &str) -> tokenvault::vault::records::ConnectionRecord {
+    engine
+        .vault()
+        .read()
+        .unwrap()
+        .connection(conn)
+        .unwrap()
+        .unwrap()
+}
+
+fn stored_refresh_token(engine: &Engine, conn: &str) -> Option<String> {
+    let rx = engine.vault().read().unwrap();
+    let rec = rx.connection(conn).unwrap().unwrap();
+    rx.secrets(conn, &rec)
+        .unwrap()
+        .refresh_token
+        .map(|s| s.expose().to_owned())
+}
+
+#[tokio::test]
+async fn basic_auth_for_spotify_and_body_auth_for_discord() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-1");
+    let (_tv2, engine2) = setup(&fp, "discord").await;
+    put(&engine2, "acme/discord/bob", fp.new_family(), 0).await;
+    assert_eq!(get(&engine2, "acme/discord/bob").await.unwrap(), "at-2-1");
+    assert_eq!(fp.with(|s| s.auth_seen.clone()), vec!["basic", "post"]);
+}
+
+#[tokio::test]
+async fn rotation_is_committed_before_hand_out_and_reuse_revokes_the_family() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    let first = fp.new_family();
+    put(&engine, CONN, first.clone(), 0).await;
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-1");
+    // the rotated refresh token is already durable when the access token is returned
+    assert_eq!(
+        stored_refresh_token(&engine, CONN).as_deref(),
+        Some("rt-1-1")
+    );
+    let rec = record(&engine, CONN);
+    assert_eq!(rec.status, Status::Connected);
+    assert_eq!(rec.refresh_count, 1);
+    assert!(rec.due_at.unwrap() < rec.expires_at.unwrap());
+    // a second refresh presents the rotated token: no reuse detected
+    put_expired_keep(&engine).await;
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-2");
+    assert_eq!(fp.with(|s| s.reuse_detected), 0);
+    // presenting the superseded token (a stale import) revokes the family
+    put(&engine, CONN, first, 0).await;
+    let e = get(&engine, CONN).await.unwrap_err();
+    assert_eq!(e.exit_code(), 6, "{e}");
+    assert_eq!(fp.with(|s| s.reuse_detected), 1);
+    assert_eq!(record(&engine, CONN).status, Status::NeedsReauth);
+}
+
+/// Marks the stored access token expired without touching the refresh token.
+async fn put_expired_keep(engine: &Engine) {
+    let rt = stored_refresh_token(engine, CONN).unwrap();
+    put(
+        engine,
+        CONN,
+        serde_json::json!({"access_token": "stale", "refresh_token": rt}),
+        0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_without_refresh_token_keeps_the_old_one() {
+    let fp = FakeProvider::start().await;
+    fp.with(|s| {
+        s.rotate = false;
+        s.omit_refresh_token = true;
+    });
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    get(&engine, CONN).await.unwrap();
+    assert_eq!(
+        stored_refresh_token(&engine, CONN).as_deref(),
+        Some("rt-1-0")
+    );
+    assert!(record(&engine, CONN).has_refresh_token);
+    put_expired_keep(&engine).await;
+    get(&engine, CONN).await.unwrap();
+    assert_eq!(fp.requests(), 2);
+}
+
+#[tokio::test]
+async fn invalid_grant_means_needs_reauth_without_retry() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::InvalidGrant]);
+    let e = get(&engine, CONN).await.unwrap_err();
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(e.code(), "needs_reauth");
+    assert_eq!(fp.requests(), 1);
+    let rec = record(&engine, CONN);
+    assert_eq!(rec.status, Status::NeedsReauth);
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.reason.as_deref(), Some("invalid_grant"));
+    assert_eq!(rec.due_at, None);
+    // and later gets do not call the provider again
+    assert!(get(&engine, CONN).await.is_err());
+    assert_eq!(fp.requests(), 1);
+}
+
+#[tokio::test]
+async fn invalid_client_is_a_configuration_error() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::InvalidClient]);
+    let e = get(&engine, CONN).await.unwrap_err();
+    assert_eq!((e.exit_code(), e.code()), (6, "config_error"), "{e}");
+    assert_eq!(fp.requests(), 1);
+    let rec = record(&engine, CONN);
+    assert_eq!(rec.status, Status::Error);
+    assert!(rec.reason.unwrap().contains("invalid_client"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_waits_retry_after_without_counting_an_attempt() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::RateLimited(Some("20".into()))]);
+    let mut events = engine.subscribe();
+    let start = tokio::time::Instant::now();
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-1");
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(20), "{waited:?}");
+    assert!(waited < Duration::from_secs(25), "{waited:?}");
+    assert_eq!(fp.requests(), 2);
+    let rec = record(&engine, CONN);
+    assert_eq!((rec.status, rec.attempts), (Status::Connected, 0));
+    // the 429 showed as token_expired (the token had expired), then recovery
+    let ev = events.try_recv().unwrap();
+    assert_eq!(ev.to, Some(Status::TokenExpired));
+    assert!(ev.reason.unwrap().contains("429"));
+    assert_eq!(events.try_recv().unwrap().to, Some(Status::Connected));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_twice_then_success() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::Status(503), Canned::Status(503)]);
+    let start = tokio::time::Instant::now();
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-1");
+    // full jitter: at most 1 s + 2 s of backoff
+    assert!(start.elapsed() <= Duration::from_secs(3));
+    assert_eq!(fp.requests(), 3);
+    let rec = record(&engine, CONN);
+    assert_eq!((rec.status, rec.attempts), (Status::Connected, 0));
+}
+
+#[tokio::test]
+async fn a_slow_provider_times_out_as_unavailable() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    engine
+        .refresh_state()
+        .set_http_timeout(Duration::from_millis(300));
+    engine.refresh_state().set_on_demand_attempts(1);
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::Delay(Duration::from_secs(3))]);
+    let e = get(&engine, CONN).await.unwrap_err();
+    assert_eq!(
+        (e.exit_code(), e.code()),
+        (7, "provider_unavailable"),
+        "{e}"
+    );
+    let rec = record(&engine, CONN);
+    assert_eq!(rec.status, Status::TokenExpired);
+    assert_eq!(rec.attempts, 1);
+    assert!(rec.due_at.is_some(), "a transient failure is retried later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_gets_make_one_provider_call() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    fp.script([Canned::Delay(Duration::from_millis(300))]);
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let e = engine.clone();
+        handles.push(tokio::spawn(async move { get(&e, CONN).await.unwrap() }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), "at-1-1");
+    }
+    assert_eq!(fp.requests(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scheduler_refreshes_before_expiry_and_idles_while_nothing_is_due() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 3600).await;
+    let expires = record(&engine, CONN).expires_at.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    // 50 minutes: nothing is due (buffer 300 s + ≤ 30 s jitter)
+    tokio::time::sleep(Duration::from_secs(50 * 60)).await;
+    assert_eq!(fp.requests(), 0);
+    let passes = engine.refresh_state().scheduler_passes();
+    assert!(
+        passes <= 2,
+        "the scheduler scanned {passes} times while idle"
+    );
+    // by 56 minutes it has refreshed, before the token expired
+    tokio::time::sleep(Duration::from_secs(6 * 60)).await;
+    assert_eq!(fp.requests(), 1);
+    let rec = record(&engine, CONN);
+    assert!(rec.last_refresh_at.unwrap() < expires);
+    assert!(rec.last_refresh_at.unwrap() >= expires - 330);
+    assert_eq!(rec.status, Status::Connected);
+    assert!(rec.due_at.unwrap() > T0 + 3600);
+    let _ = stop_tx.send(());
+    sched.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn scheduler_wakes_when_a_connection_changes() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // a token that is already due: the scheduler must not wait for a timer
+    put(&engine, CONN, fp.new_family(), 0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fp.requests(), 1);
+    let _ = stop_tx.send(());
+    sched.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_flow_pending_slow_down_success_spacing() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    fp.script([Canned::Pending, Canned::SlowDown]);
+    let resp = tokenvault::cli::connect::run(
+        &engine,
+        &admin(),
+        tokenvault::cli::connect::ConnectArgs {
+            connection: CONN.into(),
+            flow: tokenvault::cli::args::Flow::Device,
+            scopes: vec![],
+            port: 0,
+            open: false,
+            timeout: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(resp, Response::Connection(_)));
+    let polls: Vec<u128> = fp.with(|s| s.poll_times_ms.iter().map(|t| t / 1000).collect());
+    // interval 5 s; slow_down adds 5 s
+    assert_eq!(polls, vec![5, 10, 20]);
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-0");
+}
+
+#[tokio::test]
+async fn authorization_code_with_pkce_through_the_loopback_listener() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    let listener = tokenvault::provider::flows::Loopback::bind(0)
+        .await
+        .unwrap();
+    let pkce = tokenvault::provider::flows::Pkce::generate();
+    let state = tokenvault::provider::flows::random_state();
+    let Response::AuthorizationUrl { url } = engine
+        .handle(
+            &admin(),
+            Request::ConnectStart {
+                connection: CONN.into(),
+                redirect_uri: listener.redirect_uri(),
+                state: state.clone(),
+                code_challenge: pkce.challenge.clone(),
+                scopes: vec!["user-read-email".into()],
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(url.contains("code_challenge_method=S256"));
+    // the "browser": follow the provider's redirect to the loopback listener
+    let browser = tokio::spawn(async move {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = c.get(&url).send().await.unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        c.get(&loc).send().await.unwrap().status()
+    });
+    let code = listener
+        .wait_for_code(&state, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(browser.await.unwrap().is_success());
+    engine
+        .handle(
+            &admin(),
+            Request::ConnectCode {
+                connection: CONN.into(),
+                code,
+                code_verifier: pkce.verifier,
+                redirect_uri: listener.redirect_uri(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-0");
+    assert!(record(&engine, CONN).due_at.is_some());
+}
+
+#[tokio::test]
+async fn client_credentials_are_re_requested_not_refreshed() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    engine
+        .handle(
+            &admin(),
+            Request::ConnectClientCredentials {
+                connection: "acme/spotify/app".into(),
+                scopes: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(get(&engine, "acme/spotify/app").await.unwrap(), "cc-1");
+    engine
+        .handle(
+            &admin(),
+            Request::Refresh {
+                connection: "acme/spotify/app".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fp.with(|s| s.last_form.get("grant_type").cloned())
+            .as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(get(&engine, "acme/spotify/app").await.unwrap(), "cc-2");
+}
+
+#[tokio::test]
+async fn forced_refresh_is_rate_limited_to_one_per_ten_seconds() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 3600).await;
+    for _ in 0..3 {
+        engine
+            .handle(
+                &admin(),
+                Request::Get {
+                    connection: CONN.into(),
+                    min_ttl: None,
+                    force_refresh: true,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(fp.requests(), 1);
+}
+
+#[tokio::test]
+async fn github_pats_are_validated_never_refreshed() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    engine
+        .handle(
+            &admin(),
+            Request::ClientSet {
+                tenant: "acme".into(),
+                provider: "github".into(),
+                client_id: "pat".into(),
+                client_secret: None,
+                // for PATs the token URL override is the validation endpoint
+                token_url: Some(fp.url("/user")),
+                authorization_url: None,
+                device_authorization_url: None,
+                revocation_url: None,
+                params: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let conn = "acme/github/me";
+    put(
+        &engine,
+        conn,
+        serde_json::json!({"access_token": "ghp-valid"}),
+        0,
+    )
+    .await;
+    let rec = record(&engine, conn);
+    assert!(rec.due_at.is_some(), "a PAT is due for validation");
+    engine
+        .handle(
+            &admin(),
+            Request::Refresh {
+                connection: conn.into(),
+            },
+        )
+        .await
+        .unwrap();
+    let rec = record(&engine, conn);
+    assert_eq!(rec.status, Status::Connected);
+    assert_eq!(rec.reason.as_deref(), Some("validated"));
+    assert_eq!(fp.requests(), 0, "no token endpoint call for a PAT");
+    engine
+        .handle(
+            &admin(),
+            Request::Put {
+                connection: "acme/github/other".into(),
+                token: serde_json::json!({"access_token": "ghp-revoked"}),
+            },
+        )
+        .await
+        .unwrap();
+    let e = engine
+        .handle(
+            &admin(),
+            Request::Refresh {
+                connection: "acme/github/other".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(
+        record(&engine, "acme/github/other").status,
+        Status::NeedsReauth
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_results_share_durable_commits() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    for i in 0..64 {
+        put(&engine, &format!("acme/spotify/u{i}"), fp.new_family(), 0).await;
+    }
+    let before = engine.refresh_state().commits.counts();
+    let mut handles = Vec::new();
+    for i in 0..64 {
+        let e = engine.clone();
+        handles.push(tokio::spawn(async move {
+            get(&e, &format!("acme/spotify/u{i}")).await.unwrap()
+        }));
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        // every caller got its own connection's refreshed token
+        assert_eq!(h.await.unwrap(), format!("at-{}-1", i + 1));
+    }
+    let after = engine.refresh_state().commits.counts();
+    let (batches, jobs) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(jobs, 64);
+    assert!(batches < jobs, "{jobs} results took {batches} commits");
+}
