@@ -471,6 +471,10 @@ fn process_comparison(dir: &Path) {
     let vault = dir.join("p.redb");
     let pass = dir.join("pass");
     std::fs::write(&pass, "bench").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let sock = dir.join("run/p.sock");
     let env = |c: &mut std::process::Command| {
         c.env_clear()
