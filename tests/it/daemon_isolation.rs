@@ -43,6 +43,7 @@ fn admin_ops() -> Vec<Value> {
         json!({"op":"tenant_revoke_grant","tenant":"acme","uid":4242}),
         json!({"op":"tenant_grant_list"}),
         json!({"op":"metrics"}),
+        json!({"op":"daemon_info"}),
     ]
 }
 
