@@ -27,7 +27,7 @@ pub struct Config {
 }
 
 /// `[providers.NAME]` (SPEC §5.5).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub token_url: Option<String>,
@@ -95,6 +95,8 @@ pub struct BackupConfig {
     pub recipients: Vec<String>,
     pub interval_secs: Option<u64>,
     pub retention: Option<usize>,
+    /// Include the audit log in scheduled backups (default false).
+    pub include_audit: Option<bool>,
 }
 
 impl Config {

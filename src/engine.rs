@@ -41,7 +41,7 @@ impl Caller {
         }
     }
 
-    fn require_admin(&self) -> Result<()> {
+    pub(crate) fn require_admin(&self) -> Result<()> {
         match self {
             Caller::Admin { .. } => Ok(()),
             Caller::Tenant { .. } => Err(Error::Forbidden(
@@ -50,7 +50,7 @@ impl Caller {
         }
     }
 
-    fn require_tenant(&self, tenant: &str) -> Result<()> {
+    pub(crate) fn require_tenant(&self, tenant: &str) -> Result<()> {
         match self {
             Caller::Admin { .. } => Ok(()),
             Caller::Tenant { tenant: own, .. } if own == tenant => Ok(()),
@@ -153,6 +153,65 @@ pub enum Request {
         new_passphrase: Secret,
     },
     Rekey,
+    /// Writes an age-encrypted backup to `path` (absolute; opened by the engine's process).
+    /// Exactly one of `recipients` (age1…) or `passphrase`.
+    BackupExport {
+        path: String,
+        #[serde(default)]
+        tenant: Option<String>,
+        #[serde(default)]
+        recipients: Vec<String>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+        #[serde(default)]
+        include_audit: bool,
+    },
+    /// Decrypts and checks a backup; writes nothing. `identity` is the text of an age
+    /// identity file; exactly one of `identity` or `passphrase`.
+    BackupVerify {
+        path: String,
+        #[serde(default)]
+        identity: Option<Secret>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+    },
+    /// Restores a backup in one transaction; existing tenants are refused unless `replace`.
+    BackupRestore {
+        path: String,
+        #[serde(default)]
+        identity: Option<Secret>,
+        #[serde(default)]
+        passphrase: Option<Secret>,
+        #[serde(default)]
+        tenant: Option<String>,
+        #[serde(default)]
+        replace: bool,
+    },
+    /// Adds an Apple Music signing key; `p8` is the PEM text of the `.p8` file.
+    AppleKeyAdd {
+        tenant: String,
+        team_id: String,
+        key_id: String,
+        p8: Secret,
+    },
+    AppleKeyList {
+        tenant: String,
+    },
+    AppleKeyActivate {
+        tenant: String,
+        key_id: String,
+    },
+    AppleKeyRetire {
+        tenant: String,
+        key_id: String,
+        /// Allows retiring the active key (the tenant then has no developer token).
+        #[serde(default)]
+        force: bool,
+    },
+    /// The tenant's Apple Music developer token.
+    AppleToken {
+        tenant: String,
+    },
     /// Scopes a socket connection to the key's tenant. Handled by the socket server; the
     /// engine refuses it.
     Auth {
@@ -208,6 +267,14 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::Passwd { .. } => "passwd",
             Request::Rekey => "rekey",
+            Request::BackupExport { .. } => "backup_export",
+            Request::BackupVerify { .. } => "backup_verify",
+            Request::BackupRestore { .. } => "backup_restore",
+            Request::AppleKeyAdd { .. } => "apple_key_add",
+            Request::AppleKeyList { .. } => "apple_key_list",
+            Request::AppleKeyActivate { .. } => "apple_key_activate",
+            Request::AppleKeyRetire { .. } => "apple_key_retire",
+            Request::AppleToken { .. } => "apple_token",
             Request::Auth { .. } => "auth",
             Request::TenantKeyIssue { .. } => "tenant_key_issue",
             Request::TenantKeyList { .. } => "tenant_key_list",
@@ -309,6 +376,9 @@ pub struct StatusView {
     pub expiring_within_hour: u64,
     pub failures_last_hour: u64,
     pub healthy: bool,
+    /// The last scheduled backup (SPEC §8), when backups are configured.
+    #[serde(default)]
+    pub last_backup: Option<crate::backup::BackupOutcome>,
 }
 
 /// A response. Its JSON form (with `"ok":true` added by the server) is the protocol's.
@@ -345,6 +415,11 @@ pub enum Response {
         records: Vec<AuditRecord>,
     },
     Status(StatusView),
+    Backup(crate::backup::BackupReport),
+    AppleKeys {
+        keys: Vec<crate::apple::AppleKeyView>,
+    },
+    AppleToken(crate::apple::AppleTokenView),
     /// A newly issued tenant key: shown once, never stored in clear.
     TenantKey {
         tenant: String,
@@ -391,6 +466,10 @@ pub struct Engine {
     daemon: bool,
     /// The configuration file; replaced whole on SIGHUP (`set_config`).
     config: std::sync::RwLock<Arc<Config>>,
+    /// Scheduled-backup outcome and test settings (see `backup::ops`).
+    pub(crate) backup: crate::backup::EngineBackupState,
+    /// Apple Music developer-token cache and HTTP client.
+    pub(crate) apple: crate::apple::AppleState,
     /// Counters for `metrics` (refreshes, latency, tokens served, socket connections).
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -409,6 +488,8 @@ impl Engine {
             pending_audit: Mutex::new(Vec::new()),
             daemon: false,
             config: std::sync::RwLock::new(Arc::new(Config::default())),
+            backup: Default::default(),
+            apple: crate::apple::AppleState::default(),
             metrics: Arc::default(),
         }
     }
@@ -576,6 +657,15 @@ impl Engine {
                 Ok(done(format!("client {tenant}/{provider} removed")))
             }
             Request::Put { connection, token } => self.put(caller, &connection, token),
+            // `TENANT/apple-music` (two parts): the tenant's developer token (SPEC §7).
+            Request::Get {
+                connection,
+                min_ttl,
+                ..
+            } if crate::apple::developer_token_tenant(&connection).is_some() => {
+                let tenant = crate::apple::developer_token_tenant(&connection).unwrap_or("");
+                self.apple_get(caller, tenant, min_ttl.unwrap_or(0))
+            }
             Request::Get {
                 connection,
                 min_ttl,
@@ -649,6 +739,69 @@ impl Engine {
                     "new data key term {term}; {n} records re-encrypted"
                 )))
             }
+            Request::BackupExport {
+                path,
+                tenant,
+                recipients,
+                passphrase,
+                include_audit,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::export_op(
+                    self,
+                    caller,
+                    &path,
+                    tenant,
+                    recipients,
+                    passphrase,
+                    include_audit,
+                    progress,
+                )
+                .map(Response::Backup)
+            }
+            Request::BackupVerify {
+                path,
+                identity,
+                passphrase,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::verify_op(&path, identity, passphrase, progress)
+                    .map(Response::Backup)
+            }
+            Request::BackupRestore {
+                path,
+                identity,
+                passphrase,
+                tenant,
+                replace,
+            } => {
+                caller.require_admin()?;
+                let progress = !self.daemon && crate::backup::stderr_is_terminal();
+                crate::backup::ops::restore_op(
+                    self, caller, &path, identity, passphrase, tenant, replace, progress,
+                )
+                .map(Response::Backup)
+            }
+            Request::AppleKeyAdd {
+                tenant,
+                team_id,
+                key_id,
+                p8,
+            } => self.apple_key_add(caller, &tenant, &team_id, &key_id, &p8),
+            Request::AppleKeyList { tenant } => self.apple_key_list(caller, &tenant),
+            Request::AppleKeyActivate { tenant, key_id } => {
+                self.apple_key_activate(caller, &tenant, &key_id)
+            }
+            Request::AppleKeyRetire {
+                tenant,
+                key_id,
+                force,
+            } => self.apple_key_retire(caller, &tenant, &key_id, force),
+            Request::AppleToken { tenant } => self
+                .apple_developer_token(caller, &tenant)
+                .map(Response::AppleToken),
             Request::Auth { .. } => Err(Error::invalid(
                 "op",
                 "auth is answered by the daemon's socket only: present the tenant key there",
@@ -684,7 +837,7 @@ impl Engine {
         }
     }
 
-    fn require_tenant_exists(&self, tx: &Tx, tenant: &str) -> Result<()> {
+    pub(crate) fn require_tenant_exists(&self, tx: &Tx, tenant: &str) -> Result<()> {
         if tx.tenant(tenant)?.is_none() {
             return Err(Error::NotFound {
                 what: "tenant",
@@ -947,6 +1100,10 @@ impl Engine {
             expiring_within_hour: expiring,
             failures_last_hour: failures,
             healthy: unhealthy == 0,
+            last_backup: match caller {
+                Caller::Admin { .. } => crate::backup::ops::status_line(self),
+                Caller::Tenant { .. } => None,
+            },
         }))
     }
 
@@ -969,7 +1126,7 @@ impl Engine {
     }
 
     /// Audits inside the transaction that makes the change: both or neither.
-    fn audit_in(
+    pub(crate) fn audit_in(
         &self,
         tx: &Tx,
         caller: &Caller,
@@ -1006,7 +1163,7 @@ impl Engine {
     }
 
     /// Queues an audit record of a hand-out; no disk write on the caller's path.
-    fn queue_audit(
+    pub(crate) fn queue_audit(
         &self,
         caller: &Caller,
         action: &str,

@@ -101,6 +101,18 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    #[error("cannot decrypt the backup {path}: {reason}")]
+    BackupKey { path: PathBuf, reason: String },
+
+    #[error(
+        "the backup {path} is damaged or incomplete: {reason}. It cannot be restored as is; use another copy of the backup"
+    )]
+    BackupInvalid { path: PathBuf, reason: String },
+
+    #[error(
+        "the backup conflicts with the target vault ({0}); nothing was restored: pass --replace to replace them with the backup's copy"
+    )]
+    BackupConflict(String),
     /// An error the daemon answered with, carried back to the CLI by its protocol code.
     #[error("{message}")]
     Remote { code: String, message: String },
@@ -136,6 +148,7 @@ impl Error {
             Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
                 exit::LOCKED
             }
+            Error::BackupKey { .. } => exit::LOCKED,
             Error::NotFound { .. } | Error::NoVault { .. } => exit::NOT_FOUND,
             Error::Forbidden(_) | Error::Unauthorized(_) => exit::FORBIDDEN,
             Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
@@ -167,6 +180,9 @@ impl Error {
             Error::Config(_) => "config_error",
             Error::ProviderUnavailable { .. } => "provider_unavailable",
             Error::Invalid { .. } | Error::AlreadyExists { .. } => "bad_request",
+            Error::BackupKey { .. } | Error::BackupInvalid { .. } | Error::BackupConflict(_) => {
+                "bad_request"
+            }
             Error::Remote { code, .. } => match code.as_str() {
                 "locked" => "locked",
                 "not_found" => "not_found",

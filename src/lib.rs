@@ -13,6 +13,8 @@
 //! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
 //! - [`config`]: the optional TOML configuration file, one section per part.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
+//! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
+//! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
 //! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, the
 //!   newline-delimited JSON protocol, signals, systemd readiness.
 //! - [`client`]: the CLI side of the socket: send to a live daemon, else run in-process.
@@ -21,6 +23,8 @@
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
+pub mod apple;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

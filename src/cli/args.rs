@@ -137,6 +137,12 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Encrypted backups: export, verify, restore (age files).
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Apple Music signing keys and developer tokens.
+    #[command(subcommand)]
+    Apple(super::apple::AppleCmd),
     /// Prometheus text exposition of the daemon's (or this vault's) metrics.
     Metrics,
     /// Run the daemon: refresh scheduler + Unix socket (+ optional metrics HTTP).
@@ -150,6 +156,60 @@ pub enum Command {
         /// Group owning the socket (name or gid).
         #[arg(long, value_name = "GROUP")]
         socket_group: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Write an age-encrypted backup of the vault (or one tenant), secrets included.
+    Export {
+        file: PathBuf,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// An age recipient (age1…); repeat for several. No secret is needed to back up.
+        #[arg(
+            long = "recipient",
+            value_name = "AGE_RECIPIENT",
+            required_unless_present = "backup_passphrase_file"
+        )]
+        recipients: Vec<String>,
+        /// Encrypt with the passphrase in this file instead of recipients.
+        #[arg(long, conflicts_with = "recipients")]
+        backup_passphrase_file: Option<PathBuf>,
+        /// Include the audit log.
+        #[arg(long)]
+        include_audit: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt and check a whole backup; writes nothing.
+    Verify {
+        file: PathBuf,
+        /// age identity file (AGE-SECRET-KEY-1…).
+        #[arg(long, required_unless_present = "backup_passphrase_file")]
+        identity: Option<PathBuf>,
+        #[arg(long, conflicts_with = "identity")]
+        backup_passphrase_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup in one transaction (all or nothing).
+    Restore {
+        file: PathBuf,
+        /// age identity file (AGE-SECRET-KEY-1…).
+        #[arg(long, required_unless_present = "backup_passphrase_file")]
+        identity: Option<PathBuf>,
+        #[arg(long, conflicts_with = "identity")]
+        backup_passphrase_file: Option<PathBuf>,
+        /// Restore only this tenant from the file.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Replace tenants that already exist (and everything they own) with the backup's.
+        #[arg(long)]
+        replace: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -2,6 +2,7 @@
 //! `Request` and running it (`run`), and printing responses for people or as JSON
 //! (`output`). Must not: hold business rules; everything goes through the `Engine`.
 
+pub mod apple;
 pub mod args;
 pub mod output;
 pub mod passphrase;

@@ -71,6 +71,12 @@ pub fn print(
         Response::Audit { records } => audit(out, records),
         Response::Status(s) if as_json => json(out, s),
         Response::Status(s) => status(out, s, now),
+        Response::Backup(r) if as_json => json(out, r),
+        Response::Backup(r) => backup_report(out, r),
+        Response::AppleKeys { keys } if as_json => json(out, keys),
+        Response::AppleKeys { keys } => super::apple::print_keys(out, keys, now),
+        Response::AppleToken(t) if as_json => json(out, t),
+        Response::AppleToken(t) => super::apple::print_token(out, t),
         Response::TenantKey { key, .. } if !as_json => writeln!(out, "{}", key.expose()),
         Response::TenantKey {
             tenant,
@@ -261,7 +267,64 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         }
     )?;
     writeln!(out, "expiring <1h: {}", s.expiring_within_hour)?;
-    writeln!(out, "failures <1h: {}", s.failures_last_hour)
+    writeln!(out, "failures <1h: {}", s.failures_last_hour)?;
+    if let Some(b) = &s.last_backup {
+        let what = if b.ok {
+            format!(
+                "ok {} ({}){}",
+                fmt_time(b.at),
+                fmt_in(b.at, now),
+                b.path
+                    .as_deref()
+                    .map(|p| format!(" {p}"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "FAILED {} ({}): {}",
+                fmt_time(b.at),
+                fmt_in(b.at, now),
+                b.error.as_deref().unwrap_or("unknown error")
+            )
+        };
+        writeln!(out, "last backup:  {what}")?;
+        if let Some(n) = b.next_at {
+            writeln!(out, "next backup:  {} ({})", fmt_time(n), fmt_in(n, now))?;
+        }
+    }
+    Ok(())
+}
+
+fn backup_report(out: &mut impl Write, r: &crate::backup::BackupReport) -> std::io::Result<()> {
+    let verb = match r.action.as_str() {
+        "export" => "exported to",
+        "verify" => "verified",
+        "restore" => "restored from",
+        other => other,
+    };
+    writeln!(out, "backup {verb} {}", r.path)?;
+    writeln!(
+        out,
+        "  taken {} from {}{}",
+        fmt_time(r.created_at),
+        r.source_path,
+        r.tenant
+            .as_deref()
+            .map(|t| format!(" (tenant {t})"))
+            .unwrap_or_default()
+    )?;
+    let counts: Vec<String> = r
+        .counts
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    writeln!(out, "  records: {}", counts.join(", "))?;
+    writeln!(out, "  {} bytes, sha256 {}", r.bytes, r.sha256)?;
+    for n in &r.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    Ok(())
 }
 
 fn tenant_keys(out: &mut impl Write, ks: &[crate::engine::TenantKeyView]) -> std::io::Result<()> {

@@ -1,7 +1,7 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
 
-use super::args::{Cli, ClientCmd, Command, Global, TenantCmd, TenantKeyCmd};
+use super::args::{BackupCmd, Cli, ClientCmd, Command, Global, TenantCmd, TenantKeyCmd};
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
@@ -271,6 +271,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 since: since.map(|s| parse_since(&s, now)).transpose()?,
             }
         }
+        Command::Backup(b) => backup_request(b, &mut pr)?,
+        Command::Apple(cmd) => {
+            let (req, json) = super::apple::request(cmd)?;
+            pr.json = json;
+            req
+        }
     };
     let resp = crate::client::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
@@ -302,6 +308,23 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     if !path.exists() {
         return Err(Error::NoVault { path });
     }
+    if let Request::BackupRestore {
+        path: file,
+        identity,
+        passphrase,
+        ..
+    } = &req
+    {
+        // Check the whole backup before opening the vault: even a read-only session
+        // rewrites redb's bookkeeping when the file is closed, and a wrong key or a bad
+        // file must leave the vault byte-for-byte unchanged.
+        crate::backup::ops::verify_op(
+            file,
+            identity.clone(),
+            passphrase.clone(),
+            crate::backup::stderr_is_terminal(),
+        )?;
+    }
     let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
     let vault = Vault::open(&path, &pass)?;
@@ -311,4 +334,72 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     let result = engine.handle(&local_caller(), req).await;
     engine.flush_audit()?;
     result
+}
+
+fn absolute(p: &std::path::Path) -> Result<String> {
+    std::path::absolute(p)
+        .map(|a| a.display().to_string())
+        .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))
+}
+
+/// `backup …` → the engine request. Key files are read here, so the daemon never needs
+/// to read the caller's files; the backup path itself is made absolute for it.
+fn backup_request(b: BackupCmd, pr: &mut Print) -> Result<Request> {
+    let pass = |f: Option<PathBuf>| {
+        f.map(|f| passphrase::read_secret_file(&f, "backup passphrase"))
+            .transpose()
+    };
+    let identity = |f: Option<PathBuf>| {
+        f.map(|f| crate::backup::restore::read_identity_file(&f))
+            .transpose()
+    };
+    Ok(match b {
+        BackupCmd::Export {
+            file,
+            tenant,
+            recipients,
+            backup_passphrase_file,
+            include_audit,
+            json,
+        } => {
+            pr.json = json;
+            Request::BackupExport {
+                path: absolute(&file)?,
+                tenant,
+                recipients,
+                passphrase: pass(backup_passphrase_file)?,
+                include_audit,
+            }
+        }
+        BackupCmd::Verify {
+            file,
+            identity: id,
+            backup_passphrase_file,
+            json,
+        } => {
+            pr.json = json;
+            Request::BackupVerify {
+                path: absolute(&file)?,
+                identity: identity(id)?,
+                passphrase: pass(backup_passphrase_file)?,
+            }
+        }
+        BackupCmd::Restore {
+            file,
+            identity: id,
+            backup_passphrase_file,
+            tenant,
+            replace,
+            json,
+        } => {
+            pr.json = json;
+            Request::BackupRestore {
+                path: absolute(&file)?,
+                identity: identity(id)?,
+                passphrase: pass(backup_passphrase_file)?,
+                tenant,
+                replace,
+            }
+        }
+    })
 }

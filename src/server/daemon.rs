@@ -284,6 +284,10 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     ));
     let hooks = tokio::spawn(crate::webhook::run(engine.clone(), stopped(&stop_rx)));
     let flusher = tokio::spawn(flush_audit_every_second(engine.clone(), stopped(&stop_rx)));
+    let backups = tokio::spawn(crate::backup::run_scheduled_backups(
+        engine.clone(),
+        stopped(&stop_rx),
+    ));
     let metrics_http = metrics_listener.map(|l| {
         if let Ok(a) = l.local_addr() {
             tracing::info!(addr = %a, "metrics on http://{a}/metrics");
@@ -327,6 +331,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     }
     let _ = tokio::time::timeout_at(deadline, hooks).await;
     let _ = tokio::time::timeout_at(deadline, flusher).await;
+    let _ = tokio::time::timeout_at(deadline, backups).await;
     if let Some(h) = metrics_http {
         let _ = tokio::time::timeout_at(deadline, h).await;
     }

@@ -383,7 +383,11 @@ impl Vault {
                 names::APPLE_KEYS,
                 &old,
                 &next,
-                |r: &mut AppleKeyRecord| vec![&mut r.private_key],
+                |r: &mut AppleKeyRecord| {
+                    std::iter::once(&mut r.private_key)
+                        .chain(r.cached_token.as_mut())
+                        .collect()
+                },
             )?;
             header.keyring = next.wrap(&kek);
             header.rekeyed_at = Some(now());
@@ -611,6 +615,22 @@ macro_rules! read_api {
             }
             out.reverse();
             Ok(out)
+        }
+
+        /// Streams every audit record, oldest first; `f` returns false to stop. (Backups.)
+        pub fn for_each_audit(
+            &self,
+            mut f: impl FnMut(u64, AuditRecord) -> Result<bool>,
+        ) -> Result<()> {
+            let t = self.txn.open_table(AUDIT)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let seq = k.value();
+                if !f(seq, decode("audit", &seq.to_string(), v.value())?)? {
+                    break;
+                }
+            }
+            Ok(())
         }
 
         pub fn tenant_key(&self, id: &str) -> Result<Option<TenantKeyRecord>> {

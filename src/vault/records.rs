@@ -187,4 +187,8 @@ pub struct AppleKeyRecord {
     /// Expiry of the last developer token signed with this key.
     #[serde(default)]
     pub last_token_exp: Option<i64>,
+    /// The current developer token of this key (the token cache of `apple::service`),
+    /// sealed to this record like `private_key`. Dropped when the key stops being active.
+    #[serde(default)]
+    pub cached_token: Option<Sealed>,
 }

@@ -5,6 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
+mod apple_hygiene;
+mod apple_keys;
+mod apple_rotation;
+mod apple_tokens;
+mod apple_user;
+mod backup_cli;
+mod backup_failures;
+mod backup_roundtrip;
+mod backup_schedule;
 mod cli;
 mod daemon_cli;
 mod daemon_hostile;

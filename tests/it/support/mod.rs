@@ -2,6 +2,8 @@
 //! in-process engines.
 #![allow(dead_code)]
 
+pub mod apple;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -98,3 +100,5 @@ pub fn stdout(out: &std::process::Output) -> String {
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+pub mod backup;

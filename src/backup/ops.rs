@@ -1,0 +1,230 @@
+//! The engine's backup operations: what `Request::Backup*` do once the engine has checked
+//! for an admin caller. Kept here so `engine.rs` only dispatches.
+//!
+//! Paths are taken as given and must be absolute: through the daemon they are opened by
+//! the daemon's process, whose working directory is not the caller's (the CLI makes them
+//! absolute before sending).
+
+use super::export::{EncryptTo, ExportOptions, export};
+use super::restore::{RestoreOptions, Unlock, restore, verify};
+use super::{BackupReport, schedule};
+use crate::engine::{Caller, Engine};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::vault::records::AuditRecord;
+use std::path::{Path, PathBuf};
+
+/// Runs blocking work (file I/O, redb, age) without stalling other tasks of a
+/// multi-threaded runtime; plainly otherwise.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn absolute(path: &str) -> Result<PathBuf> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(Error::invalid(
+            "backup path",
+            format!("{path:?} must be an absolute path (the daemon opens it)"),
+        ));
+    }
+    Ok(p.to_owned())
+}
+
+fn audit_record(
+    engine: &Engine,
+    caller: &Caller,
+    action: &str,
+    tenant: Option<&str>,
+    target: &str,
+    outcome: &str,
+) -> AuditRecord {
+    AuditRecord {
+        at: engine.now(),
+        actor: caller.actor().to_owned(),
+        action: action.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+fn unlock(identity: Option<Secret>, passphrase: Option<Secret>) -> Result<Unlock> {
+    match (identity, passphrase) {
+        (Some(i), None) => Ok(Unlock::Identity(i)),
+        (None, Some(p)) => Ok(Unlock::Passphrase(p)),
+        _ => Err(Error::invalid(
+            "backup key",
+            "give exactly one of --identity FILE or --backup-passphrase-file FILE",
+        )),
+    }
+}
+
+/// `Request::BackupExport`.
+#[allow(clippy::too_many_arguments)]
+pub fn export_op(
+    engine: &Engine,
+    caller: &Caller,
+    path: &str,
+    tenant: Option<String>,
+    recipients: Vec<String>,
+    passphrase: Option<Secret>,
+    include_audit: bool,
+    progress: bool,
+) -> Result<BackupReport> {
+    let path = absolute(path)?;
+    let to = match (recipients.is_empty(), passphrase) {
+        (false, None) => EncryptTo::Recipients(recipients),
+        (true, Some(p)) => EncryptTo::Passphrase {
+            passphrase: p,
+            work_factor: engine.backup_work_factor(),
+        },
+        _ => {
+            return Err(Error::invalid(
+                "backup key",
+                "give one or more --recipient age1… or a --backup-passphrase-file, not both",
+            ));
+        }
+    };
+    let opts = ExportOptions {
+        tenant: tenant.clone(),
+        include_audit,
+        progress,
+    };
+    let config = engine.config();
+    let report = blocking(|| {
+        export(
+            engine.vault(),
+            &config.providers,
+            &path,
+            &to,
+            &opts,
+            engine.now(),
+        )
+    })?;
+    let tx = engine.vault().write()?;
+    tx.append_audit(&audit_record(
+        engine,
+        caller,
+        "backup_export",
+        tenant.as_deref(),
+        &report.path,
+        &format!("{} records", report.records),
+    ))?;
+    tx.commit()?;
+    Ok(report)
+}
+
+/// `Request::BackupVerify`.
+pub fn verify_op(
+    path: &str,
+    identity: Option<Secret>,
+    passphrase: Option<Secret>,
+    progress: bool,
+) -> Result<BackupReport> {
+    let path = absolute(path)?;
+    let unlock = unlock(identity, passphrase)?;
+    blocking(|| verify(&path, &unlock, progress))
+}
+
+/// `Request::BackupRestore`.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_op(
+    engine: &Engine,
+    caller: &Caller,
+    path: &str,
+    identity: Option<Secret>,
+    passphrase: Option<Secret>,
+    tenant: Option<String>,
+    replace: bool,
+    progress: bool,
+) -> Result<BackupReport> {
+    let path = absolute(path)?;
+    let unlock = unlock(identity, passphrase)?;
+    let opts = RestoreOptions {
+        tenant: tenant.clone(),
+        replace,
+        progress,
+    };
+    let audit = audit_record(
+        engine,
+        caller,
+        "backup_restore",
+        tenant.as_deref(),
+        &path.display().to_string(),
+        if replace { "ok (replace)" } else { "ok" },
+    );
+    let mut report = blocking(|| restore(engine.vault(), &path, &unlock, &opts, audit))?;
+    // Custom providers live in the config file, which a restore does not write.
+    let config = engine.config();
+    let missing: Vec<&String> = report
+        .providers
+        .iter()
+        .filter(|p| !config.providers.contains_key(*p))
+        .collect();
+    if !missing.is_empty() {
+        report.notes.push(format!(
+            "custom providers in the backup but not in this config file: {} (add their [providers.NAME] tables; `age -d` the backup to read them)",
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(report)
+}
+
+/// The scheduled-backup line of `status`: the scheduler's last outcome in this process,
+/// else the newest scheduled file on disk.
+pub fn status_line(engine: &Engine) -> Option<schedule::BackupOutcome> {
+    engine.last_backup().or_else(|| {
+        engine
+            .config()
+            .backup
+            .as_ref()
+            .and_then(schedule::newest_on_disk)
+    })
+}
+
+/// Backup state an `Engine` carries (its field `backup`): the scheduler's last outcome and
+/// a test-only scrypt work factor.
+#[derive(Debug, Default)]
+pub struct EngineBackupState {
+    last: std::sync::Mutex<Option<schedule::BackupOutcome>>,
+    work_factor: std::sync::Mutex<Option<u8>>,
+}
+
+impl Engine {
+    /// The last scheduled backup taken by this process, if any.
+    pub fn last_backup(&self) -> Option<schedule::BackupOutcome> {
+        self.backup
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_last_backup(&self, outcome: schedule::BackupOutcome) {
+        *self.backup.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+    }
+
+    /// Overrides age's scrypt work factor (log2 N) for passphrase backups. Tests only:
+    /// the default targets about a second of work and is what real backups should use.
+    pub fn set_backup_work_factor(&self, log_n: Option<u8>) {
+        *self
+            .backup
+            .work_factor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = log_n;
+    }
+
+    pub(crate) fn backup_work_factor(&self) -> Option<u8> {
+        *self
+            .backup
+            .work_factor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}

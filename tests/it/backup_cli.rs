@@ -1,0 +1,255 @@
+//! Backups through the real binary, and interoperability with Debian's `age` tool.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support::backup::*;
+use crate::support::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn age_cli() -> bool {
+    std::process::Command::new("age")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn populated() -> TestVault {
+    let tv = TestVault::new();
+    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
+    tv.cmd()
+        .args(["put", "acme/spotify/alice"])
+        .write_stdin(
+            r#"{"access_token":"AT-cli-backup","refresh_token":"RT-cli-backup","expires_in":3600}"#,
+        )
+        .assert()
+        .success();
+    let cs = tv.file("cs", b"CS-cli-backup");
+    tv.cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", "cid"])
+        .arg("--client-secret-file")
+        .arg(&cs)
+        .assert()
+        .success();
+    tv
+}
+
+#[test]
+fn export_decrypts_with_the_age_tool_and_restores_into_another_vault() {
+    assert!(
+        age_cli(),
+        "Debian's `age` is needed (scripts/test installs it: apt-get install age)"
+    );
+    let tv = populated();
+    let (_id, id_text, recipient) = identity();
+    let id_file = tv.file("id.txt", id_text.as_bytes());
+    let file = tv.dir.path().join("backups/b.age");
+    std::fs::create_dir(tv.dir.path().join("backups")).unwrap();
+    let out = tv
+        .cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", &recipient, "--include-audit", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // quiet: no progress bar when stderr is not a terminal
+    assert_eq!(stderr(&out), "");
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["counts"]["connections"], 1);
+    assert!(!stdout(&out).contains("AT-cli-backup"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // no temp file left behind
+    assert_eq!(
+        std::fs::read_dir(tv.dir.path().join("backups"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // the standard tool decrypts it, and the payload is our stream
+    let dec = std::process::Command::new("age")
+        .args(["--decrypt", "-i"])
+        .arg(&id_file)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(dec.status.success(), "{}", stderr(&dec));
+    let mut conns = Vec::new();
+    let (header, trailer) =
+        tokenvault::backup::format::read_stream(dec.stdout.as_slice(), |_, rec| {
+            if let tokenvault::backup::format::Record::Connection { key, secrets, .. } = rec {
+                conns.push((key, secrets.access_token.expose().to_owned()));
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(header.magic, "tokenvault-backup");
+    assert_eq!(
+        conns,
+        vec![("acme/spotify/alice".to_owned(), "AT-cli-backup".to_owned())]
+    );
+    assert_eq!(
+        hex::encode(&trailer.sha256),
+        rep["sha256"].as_str().unwrap()
+    );
+
+    let out = tv
+        .cmd()
+        .args(["backup", "verify"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("verified"));
+
+    // restore into a fresh vault with another passphrase, then `get` from it
+    let other = TestVault::empty();
+    std::fs::write(&other.pass_file, OTHER_PASSPHRASE).unwrap();
+    other
+        .cmd()
+        .args([
+            "init",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-iterations",
+            "2",
+            "--kdf-parallelism",
+            "1",
+        ])
+        .assert()
+        .success();
+    let out = other
+        .cmd()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = other
+        .cmd()
+        .args(["get", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&got), "AT-cli-backup\n", "{}", stderr(&got));
+
+    // a second restore conflicts: exit 1, message names the tenant and --replace
+    let out = other
+        .cmd()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("tenant acme") && stderr(&out).contains("--replace"));
+    other
+        .cmd()
+        .args(["backup", "restore", "--replace"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .assert()
+        .success();
+}
+
+#[test]
+fn wrong_key_through_the_binary_exits_3_and_leaves_the_vault_file_unchanged() {
+    let tv = populated();
+    let (_id, _id_text, recipient) = identity();
+    let (_o, other_text, _) = identity();
+    let wrong = tv.file("wrong.txt", other_text.as_bytes());
+    let file = tv.dir.path().join("b.age");
+    tv.cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", &recipient])
+        .assert()
+        .success();
+    let before = sha256_file(&tv.path);
+    let out = tv
+        .cmd()
+        .args(["backup", "restore", "--replace"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot decrypt the backup"));
+    assert_eq!(sha256_file(&tv.path), before);
+
+    // a truncated file: exit 1, file unchanged
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = tv.file("cut.age", &bytes[..bytes.len() - 20]);
+    let out = tv
+        .cmd()
+        .args(["backup", "restore", "--replace"])
+        .arg(&cut)
+        .arg("--identity")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(sha256_file(&tv.path), before);
+}
+
+#[test]
+fn passphrase_backup_through_the_binary() {
+    // Uses age's default scrypt work factor (about a second per encryption/decryption).
+    let tv = populated();
+    let bp = tv.file("bp", b"backup passphrase\n");
+    let wrong = tv.file("wrong", b"not it\n");
+    let file = tv.dir.path().join("p.age");
+    tv.cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .arg("--backup-passphrase-file")
+        .arg(&bp)
+        .assert()
+        .success();
+    let out = tv
+        .cmd()
+        .args(["backup", "verify"])
+        .arg(&file)
+        .arg("--backup-passphrase-file")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong backup passphrase"));
+    tv.cmd()
+        .args(["backup", "verify"])
+        .arg(&file)
+        .arg("--backup-passphrase-file")
+        .arg(&bp)
+        .assert()
+        .success();
+    // usage errors: no key, or both kinds
+    tv.cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .assert()
+        .code(2);
+    tv.cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", "age1xyz", "--backup-passphrase-file"])
+        .arg(&bp)
+        .assert()
+        .code(2);
+    // a malformed recipient
+    let out = tv
+        .cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", "age1notarecipient"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("age-keygen -y"));
+}
