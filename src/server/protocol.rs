@@ -118,11 +118,16 @@ pub fn encode_err(id: &Value, err: &Error) -> Vec<u8> {
 }
 
 pub fn encode_err_code(id: &Value, code: &str, message: &str) -> Vec<u8> {
-    line(&serde_json::json!({
-        "ok": false,
-        "id": id,
-        "error": { "code": code, "message": message },
-    }))
+    // written by hand to keep the documented field order: ok, id, error
+    let mut out = Vec::with_capacity(64 + message.len());
+    out.extend_from_slice(b"{\"ok\":false,\"id\":");
+    let _ = serde_json::to_writer(&mut out, id);
+    out.extend_from_slice(b",\"error\":{\"code\":");
+    let _ = serde_json::to_writer(&mut out, code);
+    out.extend_from_slice(b",\"message\":");
+    let _ = serde_json::to_writer(&mut out, message);
+    out.extend_from_slice(b"}}\n");
+    out
 }
 
 fn line(v: &Value) -> Vec<u8> {

@@ -18,6 +18,13 @@ fn cross_tenant_ops() -> Vec<Value> {
         json!({"op":"list","filter":"globex/spotify"}),
         json!({"op":"audit","tenant":"globex"}),
         json!({"op":"get","connection":"globex/apple-music/x"}),
+        json!({"op":"get","connection":"globex/apple-music"}),
+        json!({"op":"apple_token","tenant":"globex"}),
+        json!({"op":"apple_key_list","tenant":"globex"}),
+        json!({"op":"apple_key_add","tenant":"globex","team_id":"ABCDE12345","key_id":"ABCDE12345","p8":"x"}),
+        json!({"op":"apple_key_activate","tenant":"globex","key_id":"ABCDE12345"}),
+        json!({"op":"apple_key_retire","tenant":"globex","key_id":"ABCDE12345","force":true}),
+        json!({"op":"backup_export","path":"/tmp/tv-isolation-test.age","tenant":"globex","passphrase":"pw"}),
     ]
 }
 
@@ -43,6 +50,10 @@ fn admin_ops() -> Vec<Value> {
         json!({"op":"tenant_revoke_grant","tenant":"acme","uid":4242}),
         json!({"op":"tenant_grant_list"}),
         json!({"op":"metrics"}),
+        json!({"op":"backup_export","path":"/tmp/tv-isolation-test.age","passphrase":"pw"}),
+        json!({"op":"backup_verify","path":"/tmp/tv-isolation-test.age","passphrase":"pw"}),
+        json!({"op":"backup_restore","path":"/tmp/tv-isolation-test.age","passphrase":"pw","replace":true}),
+        json!({"op":"daemon_info"}),
     ]
 }
 
