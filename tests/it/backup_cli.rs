@@ -103,6 +103,16 @@ fn export_decrypts_with_the_age_tool_and_restores_into_another_vault() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("verified"));
+    // verifying needs no vault at all
+    let nowhere = TestVault::empty();
+    nowhere
+        .cmd()
+        .args(["backup", "verify"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .assert()
+        .success();
 
     // restore into a fresh vault with another passphrase, then `get` from it
     let other = TestVault::empty();
