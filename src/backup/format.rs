@@ -82,8 +82,8 @@ pub struct Trailer {
     pub sha256: Vec<u8>,
 }
 
-/// One value of the stream.
-#[derive(Debug, Serialize, Deserialize)]
+/// One value of the stream. Its `Debug` names the record, never its contents (secrets).
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Record {
     Header(Header),
@@ -124,6 +124,19 @@ pub enum Record {
     },
     Audit(AuditRecord),
     Trailer(Trailer),
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::Tenant { name, .. } => write!(f, "Record::Tenant({name})"),
+            Record::Connection { key, .. } => write!(f, "Record::Connection({key})"),
+            Record::Client {
+                tenant, provider, ..
+            } => write!(f, "Record::Client({tenant}/{provider})"),
+            other => write!(f, "Record::{}", other.table().unwrap_or("header/trailer")),
+        }
+    }
 }
 
 impl Record {

@@ -165,8 +165,9 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
         let c2 = cfg.clone();
         let run = tokio::task::spawn_blocking(move || take_scheduled_backup(&e2, &c2));
         let result = tokio::select! {
-            // A backup in progress is abandoned at shutdown: its temp file is removed and
-            // the last complete backup stays.
+            // Shutdown does not wait for a backup in progress: it finishes on its blocking
+            // thread if the process lives on long enough, else its temp file is left
+            // behind (`.tokenvault-….age.*.tmp`); the last complete backup is intact.
             _ = &mut shutdown => return,
             r = run => r,
         };

@@ -387,6 +387,21 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
             "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
         ));
     }
+    if let Request::BackupVerify {
+        path,
+        identity,
+        passphrase,
+    } = req
+    {
+        // Verifying a backup needs no vault (nor its passphrase): any machine can check one.
+        return crate::backup::ops::verify_op(
+            &path,
+            identity,
+            passphrase,
+            crate::backup::stderr_is_terminal(),
+        )
+        .map(Response::Backup);
+    }
     let path = vault_path(g);
     if !path.exists() {
         return Err(Error::NoVault { path });

@@ -103,6 +103,16 @@ fn export_decrypts_with_the_age_tool_and_restores_into_another_vault() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("verified"));
+    // verifying needs no vault at all
+    let nowhere = TestVault::empty();
+    nowhere
+        .cmd()
+        .args(["backup", "verify"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .assert()
+        .success();
 
     // restore into a fresh vault with another passphrase, then `get` from it
     let other = TestVault::empty();
@@ -252,4 +262,56 @@ fn passphrase_backup_through_the_binary() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("age-keygen -y"));
+}
+
+/// On a terminal (a pty from util-linux `script`), a large export draws a progress bar on
+/// stderr; the same export off a terminal is quiet (checked in the first test).
+#[test]
+fn large_export_shows_progress_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let tv = TestVault::new();
+    fill(
+        &tokenvault::vault::Vault::open(&tv.path, &tokenvault::secret::Secret::new(PASSPHRASE))
+            .unwrap(),
+        &Fill {
+            connections: 3000,
+            ..Fill::default()
+        },
+    );
+    let (_id, _text, recipient) = identity();
+    let file = tv.dir.path().join("big.age");
+    let bin = assert_cmd::cargo::cargo_bin("tokenvault");
+    let line = format!(
+        "{} backup export {} --recipient {}",
+        bin.display(),
+        file.display(),
+        recipient
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", tv.dir.path())
+        .env("TERM", "xterm")
+        .env("TOKENVAULT_VAULT", &tv.path)
+        .env(
+            "TOKENVAULT_SOCKET",
+            tv.dir.path().join("run/tokenvault.sock"),
+        )
+        .env("TOKENVAULT_CONFIG", tv.dir.path().join("none.toml"))
+        .env("TOKENVAULT_PASSPHRASE_FILE", &tv.pass_file)
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(file.exists());
+    // the bar's template: "export [====>   ] 1234/6019 records (…/s, …)"
+    assert!(all.contains(" records ("), "no progress bar drawn: {all:?}");
 }
