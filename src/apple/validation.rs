@@ -172,3 +172,52 @@ impl Engine {
         Ok(Some(rec))
     }
 }
+
+impl Engine {
+    /// The check alone, for the refresh engine (which records statuses, backoff and the
+    /// next due time the same way for every provider): asks Apple whether the connection's
+    /// Music-User-Token is still accepted and classifies the answer.
+    pub(crate) async fn apple_check(
+        &self,
+        connection: &str,
+    ) -> std::result::Result<(), crate::provider::oauth::CallError> {
+        use crate::provider::oauth::CallError;
+        let config = |e: Error| CallError::Config(e.to_string());
+        let id = ConnectionId::parse(connection).map_err(config)?;
+        let policy = self.policy().map_err(config)?;
+        let user_token = {
+            let rx = self
+                .vault()
+                .read()
+                .map_err(|e| CallError::Transient(e.to_string()))?;
+            let rec = rx
+                .connection(&id.key())
+                .map_err(|e| CallError::Transient(e.to_string()))?
+                .ok_or_else(|| CallError::Config(format!("connection {id} not found")))?;
+            rx.secrets(&id.key(), &rec).map_err(config)?.access_token
+        };
+        let dev = self
+            .developer_token(&id.tenant, 0)
+            .map_err(|e| {
+                CallError::Config(format!("cannot validate without a developer token: {e}"))
+            })?
+            .token;
+        let http = self.apple.http().map_err(config)?;
+        match user::validate(http, &policy.api_base, &dev, &user_token).await {
+            user::Outcome::Valid => Ok(()),
+            user::Outcome::NeedsReauth { status } => Err(CallError::InvalidGrant(format!(
+                "the Apple Music API answered {status} to /v1/me/storefront: the Music-User-Token is no longer accepted"
+            ))),
+            user::Outcome::RetryLater {
+                retry_after: Some(s),
+                ..
+            } => Err(CallError::RateLimited {
+                retry_after: Some(s),
+            }),
+            user::Outcome::RetryLater { reason, .. } => Err(CallError::Transient(reason)),
+            user::Outcome::Rejected { status } => Err(CallError::Config(format!(
+                "the Apple Music API answered {status} to /v1/me/storefront; check [apple_music] api_base and the signing key"
+            ))),
+        }
+    }
+}

@@ -195,6 +195,13 @@ fn apply(p: &mut Provider, c: &ProviderConfig) -> Result<()> {
 /// The whole catalogue: built-ins overridden by the config, plus custom providers.
 pub fn catalogue(config: &Config) -> Result<Vec<Provider>> {
     let mut all = builtins();
+    // Apple Music user tokens are "due" for validation every `[apple_music]
+    // validate_interval_secs` (SPEC §7, default hourly).
+    if let Some(secs) = config.apple_music.validate_interval_secs
+        && let Some(p) = all.iter_mut().find(|p| p.kind == ProviderKind::AppleMusic)
+    {
+        p.default_lifetime_secs = secs.max(60);
+    }
     for (name, c) in &config.providers {
         crate::names::validate_provider(name)
             .map_err(|e| Error::Config(format!("[providers.{name}]: {e}")))?;

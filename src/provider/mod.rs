@@ -14,16 +14,12 @@ pub use catalogue::{ClientAuth, Provider, ProviderKind};
 use crate::engine::Engine;
 use crate::provider::oauth::CallError;
 
-/// HOOK for the Apple Music module (issue 5, SPEC §7): validates an `apple-music`
-/// connection's Music-User-Token with `GET {api_base}/v1/me/storefront`. The refresh
-/// engine calls it wherever it would refresh such a connection (scheduler, `refresh`,
-/// `get --force-refresh`). `Ok(())` keeps the connection `connected`; `InvalidGrant` →
-/// `needs_reauth`; `Transient`/`RateLimited` → retried like any refresh.
-///
-/// Not implemented here: it answers a configuration error until issue 5 lands.
+/// Validates an `apple-music` connection's Music-User-Token with
+/// `GET {api_base}/v1/me/storefront` (SPEC §7). The refresh engine calls it wherever it
+/// would refresh such a connection (scheduler, `refresh`, `get --force-refresh`) and
+/// records the outcome like any refresh: `Ok(())` keeps the connection `connected`;
+/// `InvalidGrant` (401/403) → `needs_reauth`; `Transient`/`RateLimited` → retried;
+/// `Config` → `error`.
 pub async fn apple_validate(engine: &Engine, connection: &str) -> Result<(), CallError> {
-    let _ = (engine, connection);
-    Err(CallError::Config(
-        "validation of apple-music connections is not available in this build".into(),
-    ))
+    engine.apple_check(connection).await
 }

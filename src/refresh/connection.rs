@@ -420,6 +420,17 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
         st.count_provider_call();
         let started = std::time::Instant::now();
         let res = call(engine, &ctx).await;
+        engine.metrics().record_refresh(
+            &ctx.provider.name,
+            match &res {
+                Ok(_) => "ok",
+                Err(CallError::InvalidGrant(_)) => "needs_reauth",
+                Err(CallError::Config(_)) => "error",
+                Err(CallError::RateLimited { .. }) => "rate_limited",
+                Err(_) => "retrying",
+            },
+            started.elapsed(),
+        );
         st.observe_latency(started.elapsed());
         match res {
             Ok(got) => return commit_success(engine, &ctx, got).await,

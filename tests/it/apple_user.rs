@@ -238,3 +238,56 @@ async fn no_active_key_is_a_configuration_error_on_the_connection() {
     assert_eq!(show(&e).status, Status::Error);
     assert!(api.requests().is_empty());
 }
+
+/// The refresh engine's path: `refresh CONNECTION` and a scheduler pass (`refresh --due`)
+/// validate apple-music connections through the fake Apple API (issue 5 point 4 wired to
+/// issue 3's scheduler).
+#[tokio::test]
+async fn refresh_and_the_scheduler_validate_apple_music_connections() {
+    let api = FakeAppleApi::start().await;
+    let (_tv, e, clock) = setup(&api).await;
+    let conn = "acme/apple-music/alice";
+    // put schedules the first validation one interval ahead
+    let v = show(&e);
+    assert!(v.due_at.is_some(), "put scheduled no validation");
+
+    // refresh CONNECTION: 200 keeps it connected
+    api.set_status(200);
+    e.handle(
+        &admin(),
+        Request::Refresh {
+            connection: conn.into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(show(&e).status, Status::Connected);
+    assert_eq!(api.requests().len(), 1);
+    assert_eq!(api.requests()[0].music_user_token.as_deref(), Some(MUT));
+
+    // a scheduler pass once due: 503 → retrying
+    api.set_status(503);
+    clock.advance(2 * 3600);
+    let _ = e.handle(&admin(), Request::RefreshDue).await;
+    assert_eq!(show(&e).status, Status::Retrying, "{:?}", show(&e));
+    assert_eq!(api.requests().len(), 2);
+
+    // 401 → needs_reauth and get refuses with exit 6
+    api.set_status(401);
+    clock.advance(2 * 3600);
+    let _ = e.handle(&admin(), Request::RefreshDue).await;
+    let v = show(&e);
+    assert_eq!(v.status, Status::NeedsReauth, "{v:?}");
+    let err = e
+        .handle(
+            &admin(),
+            Request::Get {
+                connection: conn.into(),
+                min_ttl: None,
+                force_refresh: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 6);
+}

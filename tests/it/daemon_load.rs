@@ -60,10 +60,8 @@ fn sixty_four_concurrent_clients_get_their_tokens_without_errors() {
 }
 
 /// Issue 4 point 6 proper: 64 clients fetching while refreshes happen, against a fake token
-/// endpoint counting calls per refresh token. Needs the refresh engine (issue 3): on this
-/// branch `get` cannot refresh yet, so it is ignored here; un-ignore after the merge.
+/// endpoint counting calls per refresh token.
 #[test]
-#[ignore = "needs the refresh engine (issue 3) merged"]
 fn sixty_four_clients_during_refreshes_make_one_provider_call_per_connection() {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
