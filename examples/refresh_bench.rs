@@ -301,7 +301,7 @@ async fn scale(n: usize) {
 
 async fn build(n: usize, dir: &std::path::Path) {
     let t = Instant::now();
-    let (engine, _) = vault_with(dir, n, "http://127.0.0.1:9/token", 30 * 86_400).await;
+    let (_engine, _) = vault_with(dir, n, "http://127.0.0.1:9/token", 30 * 86_400).await;
     println!(
         "scale: built {n} connections in {:.1} s",
         t.elapsed().as_secs_f64()
