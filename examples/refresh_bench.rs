@@ -295,14 +295,23 @@ fn cpu_secs() -> f64 {
 
 async fn scale(n: usize) {
     let dir = tempfile::tempdir().unwrap();
+    build(n, dir.path()).await;
+    idle(dir.path()).await;
+}
+
+async fn build(n: usize, dir: &std::path::Path) {
     let t = Instant::now();
-    let (engine, _) = vault_with(dir.path(), n, "http://127.0.0.1:9/token", 30 * 86_400).await;
+    let (_engine, _) = vault_with(dir, n, "http://127.0.0.1:9/token", 30 * 86_400).await;
     println!(
         "scale: built {n} connections in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    drop(engine);
-    let path = dir.path().join("vault.redb");
+}
+
+/// Opens the vault in `dir` and idles a scheduler on it (run it in a fresh process for a
+/// clean resident-memory figure).
+async fn idle(dir: &std::path::Path) {
+    let path = dir.join("vault.redb");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let rss0 = rss_kib();
     let t = Instant::now();
@@ -330,7 +339,7 @@ async fn scale(n: usize) {
     let _ = stop_tx.send(());
     let _ = sched.await;
     println!(
-        "scale: {n} connections, file {:.0} MiB: open (incl. Argon2id m=19 MiB t=2) {:.0} ms; next due (median of 1001) {:.1} µs; scheduler idle 5 s: {:.3} s CPU ({} passes); RSS {} MiB (before open {} MiB)",
+        "scale: file {:.0} MiB: open (incl. Argon2id m=19 MiB t=2) {:.0} ms; next due (median of 1001) {:.1} µs; scheduler idle 5 s: {:.3} s CPU ({} passes); RSS {} MiB (before open {} MiB)",
         size as f64 / 1048576.0,
         open.as_secs_f64() * 1000.0,
         times[500].as_secs_f64() * 1e6,
@@ -344,6 +353,13 @@ async fn scale(n: usize) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            return build(args[1].parse().unwrap(), std::path::Path::new(&args[2])).await;
+        }
+        Some("idle") => return idle(std::path::Path::new(&args[1])).await,
+        _ => {}
+    }
     let mut i = 0;
     while i + 1 < args.len() {
         let n: usize = args[i + 1].parse().unwrap();
