@@ -1114,6 +1114,25 @@ impl Engine {
         caller.require_tenant(&id.tenant)?;
         let key = id.key();
         let now = self.now();
+        // Fast path: an opened token cached by an earlier hand-out, still valid for
+        // `min_ttl` (see `vault::TokenCache` for why it cannot be stale).
+        if !force_refresh
+            && let Some(c) = self.vault.cached_token(&key)
+            && matches!(
+                c.status,
+                Status::Connected | Status::Retrying | Status::TokenExpired
+            )
+            && c.expires_at.is_none_or(|exp| exp > now + min_ttl as i64)
+        {
+            self.queue_audit(caller, "get", &id.tenant, &key, "ok");
+            return Ok(Response::Token {
+                connection: key,
+                token: c.access_token,
+                expires_at: c.expires_at,
+                token_type: c.token_type,
+            });
+        }
+        let generation = self.vault.cache_generation();
         let rx = self.vault.read()?;
         let rec = rx
             .connection(&key)?
@@ -1135,9 +1154,20 @@ impl Engine {
                     .await
                     .map(|f| (f.access_token, f.expires_at, f.token_type))
             }
-            _ => rx
-                .secrets(&key, &rec)
-                .map(|s| (s.access_token, rec.expires_at, rec.token_type.clone())),
+            _ => rx.secrets(&key, &rec).map(|s| {
+                self.vault.cache_insert(
+                    generation,
+                    &key,
+                    crate::vault::CachedToken {
+                        status: rec.status,
+                        reason: rec.reason.clone(),
+                        expires_at: rec.expires_at,
+                        token_type: rec.token_type.clone(),
+                        access_token: s.access_token.clone(),
+                    },
+                );
+                (s.access_token, rec.expires_at, rec.token_type.clone())
+            }),
         };
         self.queue_audit(
             caller,

@@ -26,9 +26,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use schema::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use crypto::{DEFAULT_ITERATIONS, DEFAULT_MEMORY_MIB, DEFAULT_PARALLELISM};
 
@@ -53,7 +54,36 @@ pub struct Vault {
     /// do nothing the keyring in memory cannot already do.
     kek: RwLock<Kek>,
     header: RwLock<Header>,
+    /// Opened access tokens for the hand-out path; see `TokenCache`.
+    cache: Arc<Mutex<TokenCache>>,
 }
+
+/// An opened access token with the metadata `get` decides on.
+#[derive(Clone, Debug)]
+pub struct CachedToken {
+    pub status: Status,
+    pub reason: Option<String>,
+    pub expires_at: Option<i64>,
+    pub token_type: Option<String>,
+    pub access_token: Secret,
+}
+
+/// Opened access tokens, so a hand-out needs no read transaction, decode or AEAD open.
+///
+/// Correctness rests on two rules: every write of a connection goes through `Tx`
+/// (`put_connection` / `remove_connection`), whose `commit` drops the keys it touched and
+/// bumps `generation`; and a reader only inserts what it read if `generation` has not moved
+/// since before its read transaction began (`Vault::cache_insert`). A value read from an
+/// older snapshot can therefore never outlive the commit that replaced it. The daemon holds
+/// the file exclusively, so no other process writes behind it.
+#[derive(Debug, Default)]
+struct TokenCache {
+    generation: u64,
+    map: std::collections::HashMap<String, CachedToken>,
+}
+
+/// Entries kept at most; past it the cache starts over (it is only a shortcut).
+const TOKEN_CACHE_MAX: usize = 200_000;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +196,7 @@ impl Vault {
                 keyring: RwLock::new(Arc::new(ring)),
                 kek: RwLock::new(kek),
                 header: RwLock::new(header),
+                cache: Arc::default(),
             })
         })();
         if result.is_err() {
@@ -200,6 +231,7 @@ impl Vault {
             keyring: RwLock::new(Arc::new(ring)),
             kek: RwLock::new(kek),
             header: RwLock::new(header),
+            cache: Arc::default(),
         };
         if format < FORMAT_VERSION {
             vault.migrate(format)?;
@@ -297,6 +329,43 @@ impl Vault {
         self.ring().pseudonym(name)
     }
 
+    /// The cache generation; take it before the read transaction whose result you may
+    /// `cache_insert`.
+    pub fn cache_generation(&self) -> u64 {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+    }
+
+    /// The opened token of connection `key`, if cached.
+    pub fn cached_token(&self, key: &str) -> Option<CachedToken> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .get(key)
+            .cloned()
+    }
+
+    /// Caches what was read, unless a commit happened since `generation` was taken.
+    pub fn cache_insert(&self, generation: u64, key: &str, entry: CachedToken) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if c.generation != generation {
+            return;
+        }
+        if c.map.len() >= TOKEN_CACHE_MAX {
+            c.map.clear();
+        }
+        c.map.insert(key.to_owned(), entry);
+    }
+
+    fn cache_clear(&self) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.generation += 1;
+        c.map.clear();
+    }
+
     pub fn read(&self) -> Result<Rx> {
         Ok(Rx {
             txn: self.db.begin_read()?,
@@ -311,6 +380,8 @@ impl Vault {
         Ok(Tx {
             txn,
             ring: self.ring(),
+            cache: self.cache.clone(),
+            touched: RefCell::default(),
         })
     }
 
@@ -322,6 +393,8 @@ impl Vault {
         Ok(Tx {
             txn,
             ring: self.ring(),
+            cache: self.cache.clone(),
+            touched: RefCell::default(),
         })
     }
 
@@ -395,6 +468,7 @@ impl Vault {
             meta.insert("header", encode(&header).as_slice())?;
         }
         txn.commit()?;
+        self.cache_clear();
         drop(kek);
         *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = next;
         *self.header.write().unwrap_or_else(|p| p.into_inner()) = header;
@@ -729,6 +803,9 @@ impl Rx {
 pub struct Tx {
     txn: redb::WriteTransaction,
     ring: Arc<Keyring>,
+    cache: Arc<Mutex<TokenCache>>,
+    /// Connection keys written by this transaction, dropped from the cache at commit.
+    touched: RefCell<Vec<String>>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -743,6 +820,12 @@ impl Tx {
     /// Applies everything atomically; with `Durability::Immediate`, on disk when it returns.
     pub fn commit(self) -> Result<()> {
         self.txn.commit()?;
+        let touched = self.touched.into_inner();
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.generation += 1;
+        for k in &touched {
+            c.map.remove(k);
+        }
         Ok(())
     }
 
@@ -827,6 +910,7 @@ impl Tx {
 
     /// Stores a connection record and keeps the due index in step with `rec.due_at`.
     pub fn put_connection(&self, key: &str, rec: &ConnectionRecord) -> Result<()> {
+        self.touched.borrow_mut().push(key.to_owned());
         let mut t = self.txn.open_table(CONNECTIONS)?;
         let old_due = match t.insert(key, encode(rec).as_slice())? {
             Some(old) => rmp_serde::from_slice::<ConnectionRecord>(old.value())
@@ -847,6 +931,7 @@ impl Tx {
     }
 
     pub fn remove_connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
+        self.touched.borrow_mut().push(key.to_owned());
         let mut t = self.txn.open_table(CONNECTIONS)?;
         let old: Option<ConnectionRecord> = match t.remove(key)? {
             Some(g) => rmp_serde::from_slice(g.value()).ok(),

@@ -26,3 +26,4 @@ mod hygiene;
 mod refresh_cli;
 mod refresh_crash;
 mod refresh_engine;
+mod token_cache;

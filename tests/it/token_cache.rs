@@ -1,0 +1,138 @@
+//! The hand-out cache (`vault::TokenCache`) never serves a token that a later commit
+//! replaced or removed.
+
+use crate::support::*;
+use std::sync::Arc;
+use tokenvault::engine::{Request, Response};
+
+async fn get(e: &tokenvault::Engine, c: &str) -> tokenvault::Result<String> {
+    match e
+        .handle(
+            &admin(),
+            Request::Get {
+                connection: c.into(),
+                min_ttl: Some(0),
+                force_refresh: false,
+            },
+        )
+        .await?
+    {
+        Response::Token { token, .. } => Ok(token.expose().to_owned()),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn put(e: &tokenvault::Engine, c: &str, token: &str) {
+    e.handle(
+        &admin(),
+        Request::Put {
+            connection: c.into(),
+            token: serde_json::json!({"access_token": token, "expires_in": 3600}),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_new_put_or_a_remove_replaces_the_cached_token() {
+    let tv = TestVault::new();
+    let e = tv.engine();
+    e.handle(
+        &admin(),
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
+    put(&e, "acme/spotify/a", "AT-1").await;
+    assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-1");
+    assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-1"); // from the cache
+    put(&e, "acme/spotify/a", "AT-2").await;
+    assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-2");
+    e.handle(
+        &admin(),
+        Request::Remove {
+            connection: "acme/spotify/a".into(),
+            revoke: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&e, "acme/spotify/a").await.unwrap_err().exit_code(), 4);
+    // a token about to expire is not served from the cache when min_ttl asks for more
+    e.handle(
+        &admin(),
+        Request::Put {
+            connection: "acme/spotify/b".into(),
+            token: serde_json::json!({"access_token": "AT-short", "expires_in": 100}),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&e, "acme/spotify/b").await.unwrap(), "AT-short");
+    let r = e
+        .handle(
+            &admin(),
+            Request::Get {
+                connection: "acme/spotify/b".into(),
+                min_ttl: Some(200),
+                force_refresh: false,
+            },
+        )
+        .await;
+    assert!(
+        r.is_err(),
+        "an expiring token without refresh token was served from cache"
+    );
+}
+
+#[test]
+fn readers_racing_a_writer_end_on_the_last_committed_token() {
+    let tv = TestVault::new();
+    let e = Arc::new(tv.engine());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        e.handle(
+            &admin(),
+            Request::TenantAdd {
+                name: "acme".into(),
+            },
+        )
+        .await
+        .unwrap();
+        put(&e, "acme/spotify/a", "AT-0").await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let (e, stop) = (e.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    get(&e, "acme/spotify/a").await.unwrap();
+                    n += 1;
+                    tokio::task::yield_now().await;
+                }
+                n
+            }));
+        }
+        for i in 1..=40 {
+            put(&e, "acme/spotify/a", &format!("AT-{i}")).await;
+            assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), format!("AT-{i}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = 0;
+        for r in readers {
+            total += r.await.unwrap();
+        }
+        assert!(total > 0);
+        for _ in 0..10 {
+            assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-40");
+        }
+    });
+}
