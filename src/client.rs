@@ -106,28 +106,36 @@ pub fn tenant_key(g: &Global) -> Result<Option<Secret>> {
     }
 }
 
-/// Runs `req` on the daemon when one answers, else in this process.
-pub async fn execute(g: &Global, req: Request) -> Result<Response> {
+/// The daemon to send commands to, ready (authenticated with the tenant key, if any), or
+/// `None` when the command must open the vault file itself: no daemon answers, or the
+/// CLI was pointed at another vault than the one the daemon serves.
+pub async fn daemon(g: &Global) -> Result<Option<Client>> {
     let socket = g
         .socket
         .clone()
         .unwrap_or_else(crate::cli::paths::default_socket);
-    match Client::connect(&socket).await? {
-        Some(mut c) => {
-            match tenant_key(g)? {
-                Some(key) => c.auth(key).await?,
-                None => {
-                    if let Some(wanted) = &g.vault
-                        && serves_another_vault(&mut c, wanted).await
-                    {
-                        tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
-                        return crate::cli::run::execute_local(g, req).await;
-                    }
-                }
+    let Some(mut c) = Client::connect(&socket).await? else {
+        return Ok(None);
+    };
+    match tenant_key(g)? {
+        Some(key) => c.auth(key).await?,
+        None => {
+            if let Some(wanted) = &g.vault
+                && serves_another_vault(&mut c, wanted).await
+            {
+                tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
+                return Ok(None);
             }
-            tracing::debug!(socket = %socket.display(), "sending the command to the daemon");
-            c.call(&req).await
         }
+    }
+    tracing::debug!(socket = %socket.display(), "sending the command to the daemon");
+    Ok(Some(c))
+}
+
+/// Runs `req` on the daemon when one answers, else in this process.
+pub async fn execute(g: &Global, req: Request) -> Result<Response> {
+    match daemon(g).await? {
+        Some(mut c) => c.call(&req).await,
         None => crate::cli::run::execute_local(g, req).await,
     }
 }

@@ -37,37 +37,53 @@ fn open_browser(url: &str) {
     }
 }
 
+/// Where the flow's engine requests go: an engine in this process, or the daemon.
+#[derive(Debug)]
+pub enum Via<'a> {
+    Engine(&'a Engine, &'a Caller),
+    Daemon(tokio::sync::Mutex<crate::client::Client>),
+}
+
+impl Via<'_> {
+    async fn handle(&self, req: Request) -> Result<Response> {
+        match self {
+            Via::Engine(e, c) => e.handle(c, req).await,
+            Via::Daemon(client) => client.lock().await.call(&req).await,
+        }
+    }
+}
+
 /// Runs the flow against `engine` and returns the stored connection.
 pub async fn run(engine: &Engine, caller: &Caller, a: ConnectArgs) -> Result<Response> {
+    run_via(&Via::Engine(engine, caller), a).await
+}
+
+/// Runs the flow through `via` (the daemon when one answers) and returns the stored
+/// connection. The token exchange always happens in the engine: the client secret never
+/// reaches this process.
+pub async fn run_via(via: &Via<'_>, a: ConnectArgs) -> Result<Response> {
     let connection = crate::names::ConnectionId::parse(&a.connection)?.to_string();
     match a.flow {
         Flow::ClientCredentials => {
-            engine
-                .handle(
-                    caller,
-                    Request::ConnectClientCredentials {
-                        connection,
-                        scopes: a.scopes,
-                    },
-                )
-                .await
+            via.handle(Request::ConnectClientCredentials {
+                connection,
+                scopes: a.scopes,
+            })
+            .await
         }
         Flow::Code => {
             let listener = Loopback::bind(a.port).await?;
             let pkce = Pkce::generate();
             let state = flows::random_state();
             let redirect_uri = listener.redirect_uri();
-            let url = match engine
-                .handle(
-                    caller,
-                    Request::ConnectStart {
-                        connection: connection.clone(),
-                        redirect_uri: redirect_uri.clone(),
-                        state: state.clone(),
-                        code_challenge: pkce.challenge.clone(),
-                        scopes: a.scopes,
-                    },
-                )
+            let url = match via
+                .handle(Request::ConnectStart {
+                    connection: connection.clone(),
+                    redirect_uri: redirect_uri.clone(),
+                    state: state.clone(),
+                    code_challenge: pkce.challenge.clone(),
+                    scopes: a.scopes,
+                })
                 .await?
             {
                 Response::AuthorizationUrl { url } => url,
@@ -80,27 +96,20 @@ pub async fn run(engine: &Engine, caller: &Caller, a: ConnectArgs) -> Result<Res
                 open_browser(&url);
             }
             let code = listener.wait_for_code(&state, a.timeout).await?;
-            engine
-                .handle(
-                    caller,
-                    Request::ConnectCode {
-                        connection,
-                        code,
-                        code_verifier: pkce.verifier,
-                        redirect_uri,
-                    },
-                )
-                .await
+            via.handle(Request::ConnectCode {
+                connection,
+                code,
+                code_verifier: pkce.verifier,
+                redirect_uri,
+            })
+            .await
         }
         Flow::Device => {
-            let d = match engine
-                .handle(
-                    caller,
-                    Request::DeviceStart {
-                        connection: connection.clone(),
-                        scopes: a.scopes,
-                    },
-                )
+            let d = match via
+                .handle(Request::DeviceStart {
+                    connection: connection.clone(),
+                    scopes: a.scopes,
+                })
                 .await?
             {
                 Response::DeviceAuthorization(d) => d,
@@ -120,7 +129,7 @@ pub async fn run(engine: &Engine, caller: &Caller, a: ConnectArgs) -> Result<Res
                     device_code: device_code.clone(),
                 };
                 async move {
-                    match engine.handle(caller, req).await? {
+                    match via.handle(req).await? {
                         Response::DevicePending { slow_down: true } => Ok(Poll::SlowDown),
                         Response::DevicePending { slow_down: false } => Ok(Poll::Pending),
                         other => Ok(Poll::Done(other)),

@@ -336,23 +336,28 @@ pub async fn run(cli: Cli) -> Result<i32> {
             timeout,
             json,
         } => {
-            let engine = open_local(&g).await?;
-            let caller = local_caller();
-            let resp = super::connect::run(
-                &engine,
-                &caller,
-                super::connect::ConnectArgs {
-                    connection,
-                    flow,
-                    scopes,
-                    port,
-                    open,
-                    timeout: std::time::Duration::from_secs(timeout),
-                },
-            )
-            .await;
-            engine.flush_audit()?;
-            let resp = resp?;
+            let args = super::connect::ConnectArgs {
+                connection,
+                flow,
+                scopes,
+                port,
+                open,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            // Through the daemon when one answers (it holds the vault), else in-process.
+            let resp = match crate::client::daemon(&g).await? {
+                Some(c) => {
+                    let via = super::connect::Via::Daemon(tokio::sync::Mutex::new(c));
+                    super::connect::run_via(&via, args).await?
+                }
+                None => {
+                    let engine = open_local(&g).await?;
+                    let caller = local_caller();
+                    let resp = super::connect::run(&engine, &caller, args).await;
+                    engine.flush_audit()?;
+                    resp?
+                }
+            };
             let now = chrono::Utc::now().timestamp();
             let mut out = std::io::stdout().lock();
             output::print(&mut out, &resp, json, now)

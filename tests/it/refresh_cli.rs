@@ -171,3 +171,35 @@ fn exit_codes_follow_the_error_mapping() {
     // no token or secret in any message
     assert!(!stderr(&out).contains("rt-"));
 }
+
+/// `connect` while a daemon holds the vault goes through the daemon (the token exchange
+/// happens there; no passphrase is available to this command).
+#[test]
+fn connect_goes_through_a_running_daemon() {
+    use crate::support::daemon::Daemon;
+    let fp = FakeProvider::start_background();
+    let tv = setup(&fp);
+    let mut d = Daemon::start(&tv, &[]);
+    let out = tv
+        .daemon_cmd()
+        .args([
+            "connect",
+            "acme/spotify/svc",
+            "--flow",
+            "client-credentials",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), d.log());
+    assert!(fp.requests() >= 1);
+    let out = tv
+        .daemon_cmd()
+        .args(["get", "acme/spotify/svc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
