@@ -431,6 +431,10 @@ pub struct StatusView {
     pub next_due: Option<i64>,
     pub next_due_connection: Option<String>,
     pub expiring_within_hour: u64,
+    /// Connections whose refresh token (when its expiry is known) ends within 7 days: the
+    /// user must reconnect before then (SPEC §5.3).
+    #[serde(default)]
+    pub refresh_tokens_expiring_within_week: u64,
     pub failures_last_hour: u64,
     pub healthy: bool,
     /// The last scheduled backup (SPEC §8), when backups are configured.
@@ -1231,9 +1235,13 @@ impl Engine {
             Status::ALL.iter().map(|s| (s.to_string(), 0)).collect();
         let mut connections = 0;
         let mut expiring = 0;
+        let mut refresh_expiring = 0;
         let mut failures = 0;
         rx.for_each_connection(&scope, |_, r| {
             connections += 1;
+            if r.refresh_expires_at.is_some_and(|e| e <= now + 7 * 86_400) {
+                refresh_expiring += 1;
+            }
             *by_status.entry(r.status.to_string()).or_default() += 1;
             if r.expires_at.is_some_and(|e| e > now && e <= now + 3600) {
                 expiring += 1;
@@ -1266,6 +1274,7 @@ impl Engine {
             next_due: next.as_ref().map(|n| n.0),
             next_due_connection: next.map(|n| n.1),
             expiring_within_hour: expiring,
+            refresh_tokens_expiring_within_week: refresh_expiring,
             failures_last_hour: failures,
             healthy: unhealthy == 0,
             last_backup: match caller {

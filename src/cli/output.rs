@@ -303,6 +303,13 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         }
     )?;
     writeln!(out, "expiring <1h: {}", s.expiring_within_hour)?;
+    if s.refresh_tokens_expiring_within_week > 0 {
+        writeln!(
+            out,
+            "refresh tokens ending within 7 days: {} (reconnect them: `tokenvault list --json`, field refresh_expires_at)",
+            s.refresh_tokens_expiring_within_week
+        )?;
+    }
     writeln!(out, "failures <1h: {}", s.failures_last_hour)?;
     if let Some(b) = &s.last_backup {
         let what = if b.ok {

@@ -281,6 +281,16 @@ fn status_health_and_audit() {
     assert_eq!(v["connections"], 1);
     assert_eq!(v["by_status"]["connected"], 1);
     assert_eq!(v["expiring_within_hour"], 1);
+    assert_eq!(v["refresh_tokens_expiring_within_week"], 0);
+    tv.cmd()
+        .args(["put", "acme/spotify/b"])
+        .write_stdin(r#"{"access_token":"y","refresh_token":"r","expires_in":600,"refresh_token_expires_in":86400}"#)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&ok(&tv, &["status", "--json"])).unwrap();
+    assert_eq!(v["refresh_tokens_expiring_within_week"], 1);
+    assert!(ok(&tv, &["status"]).contains("refresh tokens ending within 7 days: 1"));
+    ok(&tv, &["remove", "acme/spotify/b"]);
     assert_eq!(v["healthy"], true);
     ok(&tv, &["health"]);
     // an expired token makes the vault unhealthy once get has marked it... here: via status counts
@@ -293,12 +303,15 @@ fn status_health_and_audit() {
         .iter()
         .map(|r| r["action"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(actions, ["tenant_add", "put", "get", "remove"]);
+    assert_eq!(
+        actions,
+        ["tenant_add", "put", "put", "remove", "get", "remove"]
+    );
     assert!(v[1]["actor"].as_str().unwrap().starts_with("cli:uid="));
     assert_eq!(v[1]["target"], "acme/spotify/a");
     let v: serde_json::Value =
         serde_json::from_str(&ok(&tv, &["audit", "acme", "--since", "1h", "--json"])).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 4);
+    assert_eq!(v.as_array().unwrap().len(), 6);
 }
 
 #[test]
