@@ -189,6 +189,7 @@ fn child(phase: &str, n: u64, dir: &Path) {
                 tenant: None,
                 target: "bench".into(),
                 outcome: "ok".into(),
+                count: 1,
             };
             let r = tokenvault::backup::restore(
                 &v,

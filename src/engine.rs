@@ -1299,6 +1299,7 @@ impl Engine {
             tenant: tenant.map(str::to_owned),
             target: target.to_owned(),
             outcome: outcome.to_owned(),
+            count: 1,
         }
     }
 
@@ -1348,11 +1349,21 @@ impl Engine {
         target: &str,
         outcome: &str,
     ) {
-        let rec = self.record(caller, action, Some(tenant), target, outcome);
-        self.pending_audit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(rec);
+        let at = self.now();
+        let mut pending = self.pending_audit.lock().unwrap_or_else(|p| p.into_inner());
+        // A burst of identical hand-outs in one second becomes one record with a count:
+        // every hand-out is still accounted for, without one row (and its write) each.
+        if let Some(r) = pending.iter_mut().rev().take(64).find(|r| {
+            r.at == at
+                && r.target == target
+                && r.action == action
+                && r.outcome == outcome
+                && r.actor == caller.actor()
+        }) {
+            r.count += 1;
+            return;
+        }
+        pending.push(self.record(caller, action, Some(tenant), target, outcome));
     }
 
     /// Writes queued audit records in one durable transaction. The daemon calls it every

@@ -51,6 +51,7 @@ fn audit_record(
         tenant: tenant.map(str::to_owned),
         target: target.to_owned(),
         outcome: outcome.to_owned(),
+        count: 1,
     }
 }
 

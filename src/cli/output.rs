@@ -258,12 +258,17 @@ fn audit(out: &mut impl Write, rs: &[AuditRecord]) -> std::io::Result<()> {
     for r in rs {
         writeln!(
             out,
-            "{}  {:<16}  {:<14}  {}  {}",
+            "{}  {:<16}  {:<14}  {}  {}{}",
             fmt_time(r.at),
             r.actor,
             r.action,
             r.target,
-            r.outcome
+            r.outcome,
+            if r.count > 1 {
+                format!(" (×{})", r.count)
+            } else {
+                String::new()
+            }
         )?;
     }
     Ok(())

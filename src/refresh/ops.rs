@@ -477,6 +477,7 @@ fn store_new(
         tenant: Some(id.tenant.clone()),
         target: key.clone(),
         outcome: "ok".into(),
+        count: 1,
     })?;
     tx.commit()?;
     engine.refresh_state().wake.notify_one();

@@ -157,6 +157,10 @@ pub struct AuditRecord {
     /// What it acted on: a connection, tenant, client or key id. Never a secret.
     pub target: String,
     pub outcome: String,
+    /// How many identical events this record stands for: hand-outs to the same caller of the
+    /// same connection with the same outcome in the same second are counted, not repeated.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -191,4 +195,12 @@ pub struct AppleKeyRecord {
     /// sealed to this record like `private_key`. Dropped when the key stops being active.
     #[serde(default)]
     pub cached_token: Option<Sealed>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }

@@ -136,3 +136,42 @@ fn readers_racing_a_writer_end_on_the_last_committed_token() {
         }
     });
 }
+
+#[tokio::test]
+async fn a_burst_of_identical_hand_outs_is_one_audit_record_with_a_count() {
+    let tv = TestVault::new();
+    let e = tv.engine();
+    e.handle(
+        &admin(),
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
+    put(&e, "acme/spotify/a", "AT-1").await;
+    put(&e, "acme/spotify/b", "AT-2").await;
+    for _ in 0..50 {
+        get(&e, "acme/spotify/a").await.unwrap();
+        get(&e, "acme/spotify/b").await.unwrap();
+    }
+    e.flush_audit().unwrap();
+    let Response::Audit { records } = e
+        .handle(
+            &admin(),
+            Request::Audit {
+                tenant: None,
+                since: None,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let gets: Vec<_> = records.iter().filter(|r| r.action == "get").collect();
+    let total: u64 = gets.iter().map(|r| r.count).sum();
+    assert_eq!(total, 100, "{gets:?}");
+    // one record per connection per second (the loop may straddle a second boundary)
+    assert!(gets.len() <= 4, "{gets:?}");
+}

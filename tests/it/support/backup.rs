@@ -200,6 +200,7 @@ pub fn fill(vault: &Vault, f: &Fill) {
                 tenant: Some(t.clone()),
                 target: format!("{t}/spotify/user-{a}"),
                 outcome: "ok".into(),
+                count: 1,
             })
             .unwrap();
         }
