@@ -7,14 +7,17 @@
 //!
 //! Opening never writes before the passphrase is proven: the file is first opened
 //! read-only, the header read and the keyring unwrapped; only then is it reopened for
-//! writing. A wrong passphrase, a garbage or truncated file therefore leave the file
-//! byte-for-byte unchanged. redb may panic on some corrupt files instead of returning an
+//! writing. A file left by a crash needs redb's repair before it can be read; its header
+//! is read through `overlay` (the repair's writes go to memory), and the real open repairs
+//! it only after the passphrase is proven. A wrong passphrase, a garbage or truncated file
+//! therefore leave the file byte-for-byte unchanged, crashed or not. redb may panic on some corrupt files instead of returning an
 //! error; those opens run under `catch_unwind` and report `Error::Corrupt`.
 //!
 //! Every write transaction commits with `Durability::Immediate` (redb's default): when
 //! `commit` returns, the change is on disk, fully or not at all.
 
 pub mod crypto;
+mod overlay;
 pub mod records;
 pub mod schema;
 
@@ -246,20 +249,30 @@ impl Vault {
                 path: path.to_owned(),
                 reason: reason.to_owned(),
             };
-            let ro = match redb::ReadOnlyDatabase::open(path) {
-                Ok(db) => db,
+            // Declared before the transaction: a database must outlive its read transaction
+            // (dropping it closes it under the transaction).
+            let (ro, repaired_view);
+            let txn = match redb::ReadOnlyDatabase::open(path) {
+                Ok(db) => {
+                    ro = db;
+                    ro.begin_read()
+                }
                 Err(redb::DatabaseError::RepairAborted) => {
-                    // Not closed cleanly (a crash): let redb repair it, then read.
-                    drop(
-                        redb::Builder::new()
-                            .open(path)
-                            .map_err(|e| map_db_error(path, e))?,
-                    );
-                    redb::ReadOnlyDatabase::open(path).map_err(|e| map_db_error(path, e))?
+                    // Not closed cleanly (a crash). Repair needs writes; make them to a
+                    // copy-on-write view in memory so that nothing reaches the file before
+                    // the passphrase is proven. `open` repairs the file itself afterwards.
+                    let file = std::fs::File::open(path)
+                        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                    let view = overlay::Overlay::new(file)
+                        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                    repaired_view = redb::Builder::new()
+                        .create_with_backend(view)
+                        .map_err(|e| map_db_error(path, e))?;
+                    repaired_view.begin_read()
                 }
                 Err(e) => return Err(map_db_error(path, e)),
-            };
-            let txn = ro.begin_read().map_err(|e| corrupt(&e.to_string()))?;
+            }
+            .map_err(|e| corrupt(&e.to_string()))?;
             let meta = txn
                 .open_table(META)
                 .map_err(|_| corrupt("it has no tokenvault header"))?;

@@ -78,6 +78,52 @@ fn wrong_passphrase_exits_3_and_changes_no_byte() {
     );
 }
 
+/// A vault left open by a crash needs redb's repair, which writes; a wrong passphrase must
+/// still leave every byte as it was, and the right one then opens it with nothing lost.
+#[test]
+fn wrong_passphrase_on_a_crashed_vault_changes_no_byte() {
+    let tv = TestVault::new();
+    seed(&tv);
+    let mut d = crate::support::daemon::Daemon::start(&tv, &[]);
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.child.wait().unwrap();
+    assert!(
+        matches!(
+            redb::ReadOnlyDatabase::open(&tv.path),
+            Err(redb::DatabaseError::RepairAborted)
+        ),
+        "the killed daemon should leave a file that needs repair"
+    );
+    let before = std::fs::read(&tv.path).unwrap();
+    let bad = tv.file("bad", b"not the passphrase\n");
+    for args in [&["list"][..], &["status"], &["tenant", "add", "x"]] {
+        let out = tv
+            .cmd()
+            .env("TOKENVAULT_PASSPHRASE_FILE", &bad)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("wrong passphrase"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        before,
+        std::fs::read(&tv.path).unwrap(),
+        "a wrong passphrase changed the crashed vault file"
+    );
+    let out = get(&tv, "acme/spotify/alice");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "AT-alice");
+    assert!(
+        redb::ReadOnlyDatabase::open(&tv.path).is_ok(),
+        "repaired on the real open"
+    );
+}
+
 #[test]
 fn no_passphrase_and_no_terminal_is_exit_3_with_advice() {
     let tv = TestVault::new();
