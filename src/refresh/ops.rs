@@ -4,6 +4,7 @@
 //! authorisation code or device code).
 
 use super::connection::{self, GRANT_MARKER, Trigger};
+use super::scheduler::HostLimits;
 use crate::engine::{Caller, ConnectionView, Engine, Response, StatusEvent};
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
@@ -15,7 +16,8 @@ use crate::vault::records::{ConnectionRecord, Status};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-/// Concurrent refreshes of one `refresh --due` / `--tenant` pass.
+/// Concurrent refreshes of one `refresh --due` / `--tenant` pass (all hosts); each host
+/// is further held to `[scheduler] per_host_concurrency`.
 const PASS_CONCURRENCY: usize = 16;
 
 /// The outcome of refreshing one connection in a `refresh` command.
@@ -168,8 +170,15 @@ pub async fn refresh_due(engine: &Engine, caller: &Caller) -> Result<Response> {
         .into_iter()
         .map(|(_, k)| k)
         .collect();
+    let limits = HostLimits::new(engine);
     let results = futures::stream::iter(keys)
-        .map(|k| async move { refresh_one(engine, &k, Trigger::Scheduler, false).await })
+        .map(|k| {
+            let limits = limits.clone();
+            async move {
+                let _slot = limits.acquire(engine, &k).await;
+                refresh_one(engine, &k, Trigger::Scheduler, false).await
+            }
+        })
         .buffer_unordered(PASS_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
@@ -188,8 +197,15 @@ pub async fn refresh_tenant(engine: &Engine, caller: &Caller, tenant: &str) -> R
         .filter(|(_, r)| !matches!(r.status, Status::NeedsReauth | Status::Disconnected))
         .map(|(k, _)| k)
         .collect();
+    let limits = HostLimits::new(engine);
     let mut results = futures::stream::iter(keys)
-        .map(|k| async move { refresh_one(engine, &k, Trigger::Manual, true).await })
+        .map(|k| {
+            let limits = limits.clone();
+            async move {
+                let _slot = limits.acquire(engine, &k).await;
+                refresh_one(engine, &k, Trigger::Manual, true).await
+            }
+        })
         .buffer_unordered(PASS_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;

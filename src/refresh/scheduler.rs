@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Most refreshes in flight at once (all hosts).
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -48,6 +48,43 @@ fn host_of(engine: &Engine, key: &str) -> String {
     f().ok().flatten().unwrap_or_else(|| "-".into())
 }
 
+/// The per-provider-host bound (`[scheduler] per_host_concurrency`), shared by the
+/// scheduler and the `refresh --due` / `--tenant` passes, so a pass from the CLI does not
+/// hit a provider harder than the operator allowed.
+#[derive(Clone)]
+pub(crate) struct HostLimits {
+    per_host: usize,
+    hosts: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl HostLimits {
+    pub(crate) fn new(engine: &Engine) -> Self {
+        HostLimits {
+            per_host: engine
+                .config()
+                .scheduler
+                .per_host_concurrency
+                .unwrap_or(DEFAULT_PER_HOST)
+                .max(1),
+            hosts: Default::default(),
+        }
+    }
+
+    /// Waits for a slot on the host `key` refreshes against; the slot is held until the
+    /// permit is dropped. `None` only if the semaphore was closed (never, in practice).
+    pub(crate) async fn acquire(&self, engine: &Engine, key: &str) -> Option<OwnedSemaphorePermit> {
+        let host = host_of(engine, key);
+        let sem = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone();
+        sem.acquire_owned().await.ok()
+    }
+}
+
 /// Runs the scheduler until `shutdown` resolves, then waits up to 10 s for refreshes in
 /// flight (their results are committed or, if abandoned, the connection keeps its old,
 /// still-committed tokens and is due again).
@@ -61,13 +98,7 @@ pub async fn run_scheduler(
             "a scheduler already runs on this engine".into(),
         ));
     }
-    let per_host = engine
-        .config()
-        .scheduler
-        .per_host_concurrency
-        .unwrap_or(DEFAULT_PER_HOST)
-        .max(1);
-    let hosts: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>> = Default::default();
+    let hosts = HostLimits::new(&engine);
     let mut in_flight: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
@@ -105,14 +136,7 @@ pub async fn run_scheduler(
                 let hosts = hosts.clone();
                 let done = done_tx.clone();
                 tasks.spawn(async move {
-                    let host = host_of(&engine, &key);
-                    let sem = hosts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(host)
-                        .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-                        .clone();
-                    if let Ok(_permit) = sem.acquire_owned().await
+                    if let Some(_permit) = hosts.acquire(&engine, &key).await
                         && let Err(e) = super::refresh(&engine, &key, Trigger::Scheduler).await
                     {
                         {

@@ -319,3 +319,135 @@ fn completions_print() {
     let tv = TestVault::empty();
     assert!(ok(&tv, &["completions", "bash"]).contains("tokenvault"));
 }
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Issue 2, point 7: each admin change leaves one audit record naming the action, the
+/// acting uid, the target and when it happened.
+#[test]
+fn admin_changes_are_audited_with_actor_and_time() {
+    use std::os::unix::fs::MetadataExt;
+    let tv = TestVault::new();
+    // the uid this test runs as: the owner of a file it just created
+    let actor = format!(
+        "cli:uid={}",
+        std::fs::metadata(&tv.pass_file).unwrap().uid()
+    );
+    ok(&tv, &["tenant", "add", "acme"]);
+    ok(&tv, &["tenant", "add", "beta"]);
+    ok(
+        &tv,
+        &["client", "set", "acme", "spotify", "--client-id", "x"],
+    );
+    tv.cmd()
+        .args(["put", "acme/spotify/a"])
+        .write_stdin(r#"{"access_token":"x","expires_in":600}"#)
+        .assert()
+        .success();
+    let before = unix_now();
+    ok(&tv, &["remove", "acme/spotify/a"]);
+    ok(&tv, &["client", "remove", "acme", "spotify"]);
+    ok(&tv, &["tenant", "remove", "beta"]);
+    ok(&tv, &["rekey"]);
+    let new_pass = tv.file("new-pass", b"another passphrase entirely");
+    ok(
+        &tv,
+        &[
+            "passwd",
+            "--new-passphrase-file",
+            new_pass.to_str().unwrap(),
+        ],
+    );
+    let after = unix_now();
+    let out = tv
+        .cmd()
+        .env("TOKENVAULT_PASSPHRASE_FILE", &new_pass)
+        .args(["audit", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (action, target) in [
+        ("remove", "acme/spotify/a"),
+        ("client_remove", "acme/spotify"),
+        ("tenant_remove", "beta"),
+        ("rekey", "vault"),
+        ("passwd", "vault"),
+    ] {
+        let recs: Vec<_> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .collect();
+        assert_eq!(recs.len(), 1, "{action}: {v}");
+        let r = recs[0];
+        assert_eq!(r["actor"], actor.as_str(), "{r}");
+        assert_eq!(r["target"], target, "{r}");
+        let at = r["at"].as_i64().unwrap();
+        assert!(
+            (before - 2..=after + 2).contains(&at),
+            "{action} at {at}, expected {before}..={after}"
+        );
+    }
+}
+
+/// SPEC §4: `init` without KDF flags writes Argon2id m = 64 MiB, t = 3, p = 4.
+#[test]
+fn init_defaults_to_the_spec_kdf_parameters() {
+    let tv = TestVault::empty();
+    ok(&tv, &["init"]);
+    let (_, header) = tokenvault::vault::Vault::read_header(&tv.path).unwrap();
+    assert_eq!(
+        (
+            header.kdf.memory_kib,
+            header.kdf.iterations,
+            header.kdf.parallelism
+        ),
+        (64 * 1024, 3, 4)
+    );
+    assert!(
+        header.kdf.salt.len() >= 16,
+        "salt of {} bytes",
+        header.kdf.salt.len()
+    );
+}
+
+/// SPEC §3: the passphrase comes from `--passphrase-file` or `TOKENVAULT_PASSPHRASE`; a
+/// wrong one exits 3.
+#[test]
+fn passphrase_from_the_flag_or_the_environment() {
+    let tv = TestVault::new();
+    let list = |configure: &dyn Fn(&mut assert_cmd::Command)| {
+        let mut c = tv.cmd();
+        c.env_remove("TOKENVAULT_PASSPHRASE_FILE");
+        configure(&mut c);
+        let out = c.arg("list").output().unwrap();
+        (out.status.code(), stderr(&out))
+    };
+    let (c, err) = list(&|c| {
+        c.arg("--passphrase-file").arg(&tv.pass_file);
+    });
+    assert_eq!(c, Some(0), "{err}");
+    let (c, err) = list(&|c| {
+        c.env("TOKENVAULT_PASSPHRASE", PASSPHRASE);
+    });
+    assert_eq!(c, Some(0), "{err}");
+    let (c, err) = list(&|c| {
+        c.env("TOKENVAULT_PASSPHRASE", "not the passphrase");
+    });
+    assert_eq!(c, Some(3), "{err}");
+    let wrong = tv.file("wrong", b"not the passphrase\n");
+    let (c, err) = list(&|c| {
+        c.arg("--passphrase-file").arg(&wrong);
+    });
+    assert_eq!(c, Some(3), "{err}");
+    // with neither (and no terminal) the command says how to give one
+    let (c, err) = list(&|_| {});
+    assert_ne!(c, Some(0), "{err}");
+}

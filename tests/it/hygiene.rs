@@ -278,3 +278,161 @@ async fn debug_output_and_audit_records_hold_no_secret() {
         &[],
     );
 }
+
+/// The refresh path (issue 3) through the binary at trace level: the client secret, the
+/// imported and rotated tokens, and provider error bodies quoting the refresh token or the
+/// client secret appear in no stdout (except the token `get` prints), no stderr, and no
+/// audit record.
+#[test]
+fn the_refresh_path_prints_no_secret() {
+    use crate::support::fake_provider::{CLIENT_ID, Canned, FakeProvider};
+    // every token the fake issues, and the client secret, carry this marker
+    const MARK: &str = "SEKRIT-";
+    const SECRET: &str = "SEKRIT-REFRESH-CLIENT-5e1f";
+    let fp = FakeProvider::start_background();
+    fp.with(|s| {
+        s.token_prefix = "SEKRIT-ROT-77aa-".into();
+        s.client_secret = SECRET.into();
+    });
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{SECRET}"))
+    };
+    let tv = TestVault::new();
+    let clean = |what: &str, text: &str| {
+        assert!(!text.contains(MARK), "{what} leaked a secret:\n{text}");
+        assert!(
+            !text.contains(&basic),
+            "{what} leaked the Basic header:\n{text}"
+        );
+    };
+    let run = |args: &[&str], stdin: Option<String>, json_log: bool| {
+        let mut c = tv.cmd();
+        c.env("TOKENVAULT_LOG", "trace")
+            .args([
+                "-vv",
+                "--log-format",
+                if json_log { "json" } else { "text" },
+            ])
+            .args(args);
+        if let Some(input) = stdin {
+            c.write_stdin(input);
+        }
+        let out = c.output().unwrap();
+        clean(&format!("stderr of {args:?}"), &stderr(&out));
+        out
+    };
+    let ok = |args: &[&str], stdin: Option<String>| {
+        let out = run(args, stdin, false);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let put = |conn: &str| {
+        let mut t = fp.new_family();
+        assert!(t["refresh_token"].as_str().unwrap().starts_with(MARK));
+        t["expires_in"] = 0.into();
+        clean(
+            "put stdout",
+            &stdout(&ok(&["put", conn], Some(t.to_string()))),
+        );
+    };
+    let cs = tv.file("cs", SECRET.as_bytes());
+    for args in [
+        &["tenant", "add", "acme"][..],
+        &[
+            "client",
+            "set",
+            "acme",
+            "spotify",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            cs.to_str().unwrap(),
+            "--token-url",
+            &fp.token_url(),
+        ],
+    ] {
+        clean("stdout", &stdout(&ok(args, None)));
+    }
+    // refresh CONNECTION rotates the refresh token
+    put("acme/spotify/alice");
+    clean(
+        "refresh",
+        &stdout(&ok(&["refresh", "acme/spotify/alice"], None)),
+    );
+    clean(
+        "refresh --json",
+        &stdout(&ok(&["refresh", "acme/spotify/alice", "--json"], None)),
+    );
+    // get of an expired connection refreshes on demand and prints only the new token
+    put("acme/spotify/bob");
+    let out = ok(&["get", "acme/spotify/bob"], None);
+    assert_eq!(stdout(&out), "SEKRIT-ROT-77aa-at-2-1\n");
+    // refresh --due
+    put("acme/spotify/carol");
+    for json in [false, true] {
+        let args: &[&str] = if json {
+            &["refresh", "--due", "--json"]
+        } else {
+            &["refresh", "--due"]
+        };
+        clean("refresh --due", &stdout(&ok(args, None)));
+    }
+    assert_eq!(fp.requests(), 4);
+    // error bodies that quote the refresh token and the client secret
+    put("acme/spotify/dave");
+    fp.script([Canned::EchoInvalidGrant]);
+    let out = run(&["refresh", "acme/spotify/dave"], None, false);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    // the logs are on, so the checks above see what the refresh path logs
+    assert!(stderr(&out).contains("refresh failed"), "{}", stderr(&out));
+    clean("stdout of a failed refresh", &stdout(&out));
+    // frank is the only due connection: the 500 goes to its refresh
+    put("acme/spotify/frank");
+    fp.script([Canned::EchoServerError]);
+    let out = run(&["refresh", "--due", "--json"], None, false);
+    clean("stdout of refresh --due after a 500", &stdout(&out));
+    assert!(
+        stdout(&out).contains("acme/spotify/frank"),
+        "{}",
+        stdout(&out)
+    );
+    put("acme/spotify/erin");
+    fp.script(vec![Canned::EchoServerError; 3]);
+    let out = run(&["get", "acme/spotify/erin"], None, true);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    clean("stdout of a failed get", &stdout(&out));
+    assert_eq!(fp.requests(), 4 + 1 + 1 + 3);
+    for args in [
+        &["show", "acme/spotify/erin", "--json"][..],
+        &["list", "--json"],
+        &["status", "--json"],
+        &["remove", "acme/spotify/alice"],
+        &["provider", "list"],
+        &["provider", "list", "--json"],
+        &["provider", "show", "spotify"],
+        &["provider", "show", "spotify", "--json"],
+        &["client", "list", "--json"],
+        &["client", "remove", "acme", "spotify"],
+        &["tenant", "remove", "acme", "--force"],
+    ] {
+        clean(&format!("stdout of {args:?}"), &stdout(&ok(args, None)));
+    }
+    let audit = stdout(&ok(&["audit", "--json"], None));
+    clean("the audit table", &audit);
+    let actions: Vec<String> = serde_json::from_str::<serde_json::Value>(&audit)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect();
+    for a in ["get", "remove", "client_remove", "tenant_remove"] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
+    }
+    let bytes = std::fs::read(&tv.path).unwrap();
+    clean("the vault file", &String::from_utf8_lossy(&bytes));
+}

@@ -203,3 +203,60 @@ fn connect_goes_through_a_running_daemon() {
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+/// SPEC §5.4: a missing client secret is a configuration error: status `error`, no retry,
+/// exit 6, and the provider is never asked.
+#[test]
+fn missing_client_secret_is_a_configuration_error_without_a_provider_call() {
+    let fp = FakeProvider::start_background();
+    let tv = TestVault::new();
+    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
+    // spotify authenticates with client_secret_basic, so it needs a secret
+    tv.cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
+        .args(["--token-url", &fp.token_url()])
+        .assert()
+        .success();
+    put(&tv, "acme/spotify/alice", fp.new_family(), 0);
+    let out = tv
+        .cmd()
+        .args(["refresh", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("client-secret-file"),
+        "{}",
+        stderr(&out)
+    );
+    let show = |tv: &TestVault| -> serde_json::Value {
+        let out = tv
+            .cmd()
+            .args(["show", "acme/spotify/alice", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = show(&tv);
+    assert_eq!(v["status"], "error", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("secret"), "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["due_at"], serde_json::Value::Null, "not retried: {v}");
+    // an on-demand get fails the same way and does not retry either
+    let out = tv
+        .cmd()
+        .args(["get", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    let out = tv
+        .cmd()
+        .args(["refresh", "--due", "--json"])
+        .output()
+        .unwrap();
+    let due: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(due, serde_json::json!([]), "an error is not due again");
+    assert_eq!(show(&tv)["status"], "error");
+    assert_eq!(fp.requests(), 0, "the provider must receive no request");
+}

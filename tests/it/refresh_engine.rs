@@ -6,8 +6,9 @@
 use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
 use crate::support::*;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tokenvault::engine::{Engine, Request, Response};
+use tokenvault::engine::{Clock, Engine, Request, Response};
 use tokenvault::refresh::TokioClock;
 use tokenvault::secret::Secret;
 use tokenvault::vault::Vault;
@@ -19,9 +20,18 @@ const CONN: &str = "acme/spotify/alice";
 /// A vault with tenant `acme`, a client for `provider` aimed at the fake, on a clock that
 /// follows tokio's.
 async fn setup(fp: &FakeProvider, provider: &str) -> (TestVault, Arc<Engine>) {
+    setup_with_clock(fp, provider, Arc::new(TokioClock::new(T0))).await
+}
+
+/// `setup` on a clock the test controls.
+async fn setup_with_clock(
+    fp: &FakeProvider,
+    provider: &str,
+    clock: Arc<dyn Clock>,
+) -> (TestVault, Arc<Engine>) {
     let tv = TestVault::new();
     let vault = Vault::open(&tv.path, &Secret::new(PASSPHRASE)).unwrap();
-    let engine = Arc::new(Engine::with_clock(vault, Arc::new(TokioClock::new(T0))));
+    let engine = Arc::new(Engine::with_clock(vault, clock));
     let a = admin();
     engine
         .handle(
@@ -562,4 +572,156 @@ async fn many_results_share_durable_commits() {
     let (batches, jobs) = (after.0 - before.0, after.1 - before.1);
     assert_eq!(jobs, 64);
     assert!(batches < jobs, "{jobs} results took {batches} commits");
+}
+
+/// A clock that moves only when the test says so.
+#[derive(Debug)]
+struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+async fn force_get(engine: &Engine) -> String {
+    match engine
+        .handle(
+            &admin(),
+            Request::Get {
+                connection: CONN.into(),
+                min_ttl: None,
+                force_refresh: true,
+            },
+        )
+        .await
+        .unwrap()
+    {
+        Response::Token { token, .. } => token.expose().to_owned(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn forced_refresh_is_allowed_again_once_ten_seconds_have_passed() {
+    let fp = FakeProvider::start().await;
+    let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+    let (_tv, engine) = setup_with_clock(&fp, "spotify", clock.clone()).await;
+    put(&engine, CONN, fp.new_family(), 3600).await;
+    assert_eq!(force_get(&engine).await, "at-1-1");
+    assert_eq!(fp.requests(), 1);
+    // 9 s later: still inside the window; the stored token is handed out
+    clock.advance(9);
+    assert_eq!(force_get(&engine).await, "at-1-1");
+    assert_eq!(fp.requests(), 1);
+    // 11 s after the first forced refresh: the provider is called again
+    clock.advance(2);
+    assert_eq!(force_get(&engine).await, "at-1-2");
+    assert_eq!(fp.requests(), 2);
+    // and the window starts again from this refresh
+    assert_eq!(force_get(&engine).await, "at-1-2");
+    assert_eq!(fp.requests(), 2);
+}
+
+/// `n` connections of one provider host, all due now, answered slowly.
+async fn due_storm(per_host: usize, n: usize) -> (FakeProvider, TestVault, Arc<Engine>) {
+    let fp = FakeProvider::start().await;
+    fp.with(|s| s.latency = Some(Duration::from_millis(500)));
+    let (tv, engine) = setup(&fp, "spotify").await;
+    engine.set_config(
+        tokenvault::config::Config::parse(&format!(
+            "[scheduler]\nper_host_concurrency = {per_host}\n"
+        ))
+        .unwrap(),
+    );
+    for i in 0..n {
+        put(&engine, &format!("acme/spotify/u{i}"), fp.new_family(), 0).await;
+    }
+    (fp, tv, engine)
+}
+
+fn assert_all_refreshed(engine: &Engine, n: usize) {
+    for i in 0..n {
+        let rec = record(engine, &format!("acme/spotify/u{i}"));
+        assert_eq!(
+            (rec.status, rec.refresh_count),
+            (Status::Connected, 1),
+            "u{i}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn scheduler_keeps_per_host_concurrency_within_the_configured_bound() {
+    let (fp, _tv, engine) = due_storm(2, 10).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    // 10 refreshes, 2 at a time, 0.5 s each: done well within 60 s (paused clock)
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let _ = stop_tx.send(());
+    sched.await.unwrap().unwrap();
+    assert_eq!(fp.requests(), 10);
+    // on the paused clock every request that can start does so before any answer comes,
+    // so without the bound all ten would be in flight together
+    assert_eq!(fp.with(|s| s.max_in_flight), 2);
+    assert_all_refreshed(&engine, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_due_pass_keeps_the_per_host_bound_too() {
+    let (fp, _tv, engine) = due_storm(2, 10).await;
+    let Response::Refreshed { results } =
+        engine.handle(&admin(), Request::RefreshDue).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(results.len(), 10);
+    assert!(
+        results.iter().all(|r| r.outcome == "refreshed"),
+        "{results:?}"
+    );
+    assert_eq!(fp.requests(), 10);
+    assert_eq!(fp.with(|s| s.max_in_flight), 2);
+    assert_all_refreshed(&engine, 10);
+}
+
+#[tokio::test]
+async fn metrics_count_refreshes_by_outcome_and_their_latency() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    put(&engine, CONN, fp.new_family(), 0).await;
+    put(&engine, "acme/spotify/bob", fp.new_family(), 0).await;
+    get(&engine, CONN).await.unwrap();
+    fp.script([Canned::InvalidGrant]);
+    get(&engine, "acme/spotify/bob").await.unwrap_err();
+    assert_eq!(fp.requests(), 2);
+    let Response::Metrics { text } = engine.handle(&admin(), Request::Metrics).await.unwrap()
+    else {
+        panic!()
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    for want in [
+        r#"tokenvault_refreshes_total{provider="spotify",outcome="ok"} 1"#,
+        r#"tokenvault_refreshes_total{provider="spotify",outcome="needs_reauth"} 1"#,
+        r#"tokenvault_refresh_duration_seconds_bucket{le="+Inf"} 2"#,
+        "tokenvault_refresh_duration_seconds_count 2",
+        r#"tokenvault_connections{status="connected"} 1"#,
+        r#"tokenvault_connections{status="needs_reauth"} 1"#,
+        "tokenvault_tokens_served_total 1",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    let refresh_lines = lines
+        .iter()
+        .filter(|l| l.starts_with("tokenvault_refreshes_total{"))
+        .count();
+    assert_eq!(refresh_lines, 2, "{text}");
 }

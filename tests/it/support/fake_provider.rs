@@ -9,6 +9,10 @@
 //! - `/authorize`: redirects to `redirect_uri` with a code and the `state`.
 //! - `/device`: RFC 8628 device authorisation; polls follow a script.
 //! - `/user`: PAT validation (`ghp-valid` is valid).
+//!
+//! Knobs for specific tests: a `token_prefix` that makes every issued token distinctive
+//! (secret-hygiene tests search for it), a configurable client secret, a `latency` applied
+//! to every `/token` request, and a count of the most `/token` requests in flight at once.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
@@ -35,6 +39,11 @@ pub enum Canned {
     Delay(Duration),
     Pending,
     SlowDown,
+    /// 400 `invalid_grant` whose `error_description` quotes the presented refresh token
+    /// (some providers do).
+    EchoInvalidGrant,
+    /// 500 with a plain-text body quoting the presented refresh token and client secret.
+    EchoServerError,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +66,15 @@ pub struct Inner {
     pub poll_times_ms: Vec<u128>,
     pub started: Option<tokio::time::Instant>,
     pub last_form: BTreeMap<String, String>,
+    /// Prepended to every issued access and refresh token (`{prefix}at-F-G`).
+    pub token_prefix: String,
+    /// The client secret the provider accepts.
+    pub client_secret: String,
+    /// How long every `/token` request takes (tokio time, so a paused clock skips it).
+    pub latency: Option<Duration>,
+    /// `/token` requests being answered now, and the most there ever were at once.
+    pub in_flight: u64,
+    pub max_in_flight: u64,
 }
 
 #[derive(Clone)]
@@ -82,20 +100,21 @@ fn err(status: u16, code: &str) -> Response {
     )
 }
 
-fn parse_rt(rt: &str) -> Option<(u64, u64)> {
-    let mut it = rt.strip_prefix("rt-")?.split('-');
+fn parse_rt(prefix: &str, rt: &str) -> Option<(u64, u64)> {
+    let mut it = rt.strip_prefix(prefix)?.strip_prefix("rt-")?.split('-');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 impl Inner {
     fn issue(&mut self, family: u64, generation: u64, with_rt: bool) -> serde_json::Value {
+        let p = &self.token_prefix;
         let mut v = serde_json::json!({
-            "access_token": format!("at-{family}-{generation}"),
+            "access_token": format!("{p}at-{family}-{generation}"),
             "token_type": "Bearer",
             "expires_in": self.expires_in,
         });
         if with_rt {
-            v["refresh_token"] = format!("rt-{family}-{generation}").into();
+            v["refresh_token"] = format!("{p}rt-{family}-{generation}").into();
         }
         v
     }
@@ -109,7 +128,31 @@ impl Inner {
     }
 }
 
+/// Counts a `/token` request in flight until dropped.
+struct InFlight(Arc<Mutex<Inner>>);
+
+impl InFlight {
+    fn enter(st: &Arc<Mutex<Inner>>) -> Self {
+        let mut s = st.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        InFlight(st.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.in_flight -= 1;
+    }
+}
+
 async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: String) -> Response {
+    let _in_flight = InFlight::enter(&st);
+    let latency = st.lock().unwrap().latency;
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
@@ -140,6 +183,25 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
         Some(Canned::InvalidClient) => return err(401, "invalid_client"),
         Some(Canned::Pending) => return err(400, "authorization_pending"),
         Some(Canned::SlowDown) => return err(400, "slow_down"),
+        Some(Canned::EchoInvalidGrant) => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({
+                    "error": "invalid_grant",
+                    "error_description": format!("refresh token {rt} has been revoked"),
+                }),
+            );
+        }
+        Some(Canned::EchoServerError) => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            let cs = st.lock().unwrap().client_secret.clone();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("<html>stack trace: refresh_token={rt} client_secret={cs}</html>"),
+            )
+                .into_response();
+        }
         Some(Canned::Delay(_)) | None => {}
     }
     // client authentication
@@ -160,14 +222,17 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
             "post",
         ),
     };
-    st.lock().unwrap().auth_seen.push(how.into());
-    if id.as_deref() != Some(CLIENT_ID) || secret.as_deref() != Some(CLIENT_SECRET) {
+    let mut s = st.lock().unwrap();
+    s.auth_seen.push(how.into());
+    if id.as_deref() != Some(CLIENT_ID) || secret.as_deref() != Some(s.client_secret.as_str()) {
         return err(401, "invalid_client");
     }
-    let mut s = st.lock().unwrap();
     match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
-            let Some((f, g)) = form.get("refresh_token").and_then(|r| parse_rt(r)) else {
+            let Some((f, g)) = form
+                .get("refresh_token")
+                .and_then(|r| parse_rt(&s.token_prefix, r))
+            else {
                 return err(400, "invalid_grant");
             };
             let cur = s.families.get(&f).copied().flatten();
@@ -180,7 +245,8 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
                 }
                 let with_rt = !s.omit_refresh_token;
                 let mut v = s.issue(f, g, with_rt);
-                v["access_token"] = format!("at-{f}-{g}-{}", s.token_requests).into();
+                v["access_token"] =
+                    format!("{}at-{f}-{g}-{}", s.token_prefix, s.token_requests).into();
                 return json(StatusCode::OK, v);
             }
             let grace = s.grace_previous && g + 1 == cur;
@@ -303,6 +369,7 @@ impl FakeProvider {
         Arc::new(Mutex::new(Inner {
             rotate: true,
             expires_in: 3600,
+            client_secret: CLIENT_SECRET.into(),
             ..Default::default()
         }))
     }
