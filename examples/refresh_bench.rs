@@ -283,14 +283,11 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// utime + stime of this process from /proc/self/stat (clock ticks of 1/100 s).
+/// CPU time (user + system) of this whole process in seconds, microsecond resolution.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(") ").next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    tv(u.user_time()) + tv(u.system_time())
 }
 
 async fn scale(n: usize) {
@@ -308,14 +305,23 @@ async fn build(n: usize, dir: &std::path::Path) {
     );
 }
 
-/// Opens the vault in `dir` and idles a scheduler on it (run it in a fresh process for a
-/// clean resident-memory figure).
-async fn idle(dir: &std::path::Path) {
-    let path = dir.join("vault.redb");
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let rss0 = rss_kib();
+/// What `idle` measures of one vault.
+struct Idle {
+    open: Duration,
+    next_due: Duration,
+    cpu: f64,
+    rss_delta_kib: i64,
+    passes: u64,
+}
+
+const IDLE_SECS: u64 = 30;
+
+/// Opens the vault at `path`, times `next_due()`, then idles a scheduler on it for
+/// `IDLE_SECS` and reads the CPU it used and the resident memory it added.
+async fn idle_one(path: &std::path::Path) -> Idle {
+    let rss0 = rss_kib() as i64;
     let t = Instant::now();
-    let vault = Vault::open(&path, &Secret::new(PASS)).unwrap();
+    let vault = Vault::open(path, &Secret::new(PASS)).unwrap();
     let open = t.elapsed();
     let engine = Arc::new(Engine::new(vault));
     let mut times = Vec::new();
@@ -333,20 +339,79 @@ async fn idle(dir: &std::path::Path) {
     }));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0 = cpu_secs();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
     let cpu = cpu_secs() - cpu0;
-    let rss = rss_kib();
+    let rss = rss_kib() as i64;
     let _ = stop_tx.send(());
     let _ = sched.await;
-    println!(
-        "scale: file {:.0} MiB: open (incl. Argon2id m=19 MiB t=2) {:.0} ms; next due (median of 1001) {:.1} µs; scheduler idle 5 s: {:.3} s CPU ({} passes); RSS {} MiB (before open {} MiB)",
-        size as f64 / 1048576.0,
-        open.as_secs_f64() * 1000.0,
-        times[500].as_secs_f64() * 1e6,
+    Idle {
+        open,
+        next_due: times[500],
         cpu,
-        engine.refresh_state().scheduler_passes(),
-        rss / 1024,
-        rss0 / 1024
+        rss_delta_kib: rss - rss0,
+        passes: engine.refresh_state().scheduler_passes(),
+    }
+}
+
+/// The same file's `DUE` index read with bare redb (no vault, no decryption): the first key,
+/// 1001 times, median. The baseline for `next_due`.
+fn bare_first_due(path: &std::path::Path) -> Duration {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::ReadOnlyDatabase::open(path).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..1001 {
+        let t = Instant::now();
+        let r = db.begin_read().unwrap();
+        let due = r.open_table(tokenvault::vault::schema::DUE).unwrap();
+        let first = due.first().unwrap();
+        times.push(t.elapsed());
+        assert!(first.is_some());
+    }
+    times.sort();
+    times[500]
+}
+
+/// Opens the vault in `dir` and idles a scheduler on it, next to two baselines measured in
+/// the same process: a one-connection vault with the same KDF parameters (open time, idle
+/// CPU, resident memory) and bare redb reading the same `DUE` index (next due). Run it in a
+/// fresh process for clean memory figures.
+async fn idle(dir: &std::path::Path) {
+    let path = dir.join("vault.redb");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let small_dir = tempfile::tempdir().unwrap();
+    build(1, small_dir.path()).await;
+    // baseline first, so that its memory is not measured on top of the big vault's
+    let small = idle_one(&small_dir.path().join("vault.redb")).await;
+    let bare = bare_first_due(&path);
+    let big = idle_one(&path).await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "scale: file {:.0} MiB; KDF Argon2id m=19 MiB t=2 for both vaults; idle {IDLE_SECS} s each",
+        size as f64 / 1048576.0
+    );
+    println!(
+        "scale: open            {:>9.1} ms  vs 1-connection vault {:>9.1} ms  ratio {:.2}",
+        ms(big.open),
+        ms(small.open),
+        ms(big.open) / ms(small.open)
+    );
+    println!(
+        "scale: next due        {:>9.2} µs  vs bare redb first()  {:>9.2} µs  ratio {:.2}",
+        us(big.next_due),
+        us(bare),
+        us(big.next_due) / us(bare)
+    );
+    println!(
+        "scale: idle CPU        {:>9.4} s   vs 1-connection vault {:>9.4} s   ({} / {} scheduler passes)",
+        big.cpu, small.cpu, big.passes, small.passes
+    );
+    println!(
+        "scale: RSS added       {:>9} KiB vs 1-connection vault {:>9} KiB ratio {:.2}; RSS now {} KiB",
+        big.rss_delta_kib,
+        small.rss_delta_kib,
+        big.rss_delta_kib as f64 / small.rss_delta_kib.max(1) as f64,
+        rss_kib()
     );
 }
 

@@ -227,7 +227,15 @@ pub fn classify_error(status: u16, retry_after: Option<u64>, body: &[u8]) -> Cal
         _ if status >= 500 || status == 408 => {
             CallError::Transient(format!("provider error (HTTP {status})"))
         }
-        Some(e) => CallError::Config(format!("the provider answered {e} (HTTP {status})")),
+        // An unknown code is shown only when it looks like one (RFC 6749 codes are lowercase
+        // words joined by `_`): a hostile or broken provider echoing a token there must not
+        // get it into the stored reason.
+        Some(e) if e.len() <= 40 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            CallError::Config(format!("the provider answered {e} (HTTP {status})"))
+        }
+        Some(_) => CallError::Config(format!(
+            "the provider answered an unrecognised error code (HTTP {status})"
+        )),
         None if status == 401 => CallError::Config(
             "the provider refused the client credentials (HTTP 401): check the client id and secret".into(),
         ),
@@ -434,6 +442,20 @@ mod tests {
         let e = classify_error(400, None, secret_body);
         assert_eq!(e, CallError::InvalidGrant("invalid_grant".into()));
         assert!(!e.reason().contains("RT-SECRET"));
+        // a token echoed in the `error` field itself is not shown either
+        let echoed = classify_error(400, None, br#"{"error":"RT-SECRET-123"}"#);
+        assert!(
+            !echoed.reason().contains("RT-SECRET"),
+            "{}",
+            echoed.reason()
+        );
+        assert!(!echoed.reason().contains("123"), "{}", echoed.reason());
+        let odd = classify_error(400, None, br#"{"error":"account_suspended"}"#);
+        assert!(
+            odd.reason().contains("account_suspended"),
+            "{}",
+            odd.reason()
+        );
         assert!(matches!(
             classify_error(401, None, br#"{"error":"invalid_client"}"#),
             CallError::Config(_)
