@@ -5,7 +5,9 @@
 //!   rotating refresh tokens `rt-F-G` (family F, generation G) with reuse detection:
 //!   presenting a superseded token revokes the whole family (optionally with a one-step
 //!   grace for the crash test); a script of canned answers (503, 429 + Retry-After,
-//!   invalid_grant, invalid_client, delays) consumed before normal handling.
+//!   invalid_grant, invalid_client, delays, error bodies quoting the refresh token)
+//!   consumed before normal handling; an optional prefix on every issued token and a
+//!   settable client secret, so hygiene tests can search logs for distinctive strings.
 //! - `/authorize`: redirects to `redirect_uri` with a code and the `state`.
 //! - `/device`: RFC 8628 device authorisation; polls follow a script.
 //! - `/user`: PAT validation (`ghp-valid` is valid).
@@ -35,6 +37,11 @@ pub enum Canned {
     Delay(Duration),
     Pending,
     SlowDown,
+    /// 400 `invalid_grant` whose `error_description` quotes the refresh token presented,
+    /// as careless providers do (for log-hygiene tests).
+    EchoInvalidGrant,
+    /// This status with a plain-text body quoting the refresh token presented.
+    EchoStatus(u16),
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +64,11 @@ pub struct Inner {
     pub poll_times_ms: Vec<u128>,
     pub started: Option<tokio::time::Instant>,
     pub last_form: BTreeMap<String, String>,
+    /// Put before every token the provider issues (`{prefix}at-F-G`, `{prefix}rt-F-G`),
+    /// so hygiene tests can look for one distinctive string.
+    pub prefix: String,
+    /// The client secret the provider accepts (default `CLIENT_SECRET`).
+    pub client_secret: String,
 }
 
 #[derive(Clone)]
@@ -82,20 +94,20 @@ fn err(status: u16, code: &str) -> Response {
     )
 }
 
-fn parse_rt(rt: &str) -> Option<(u64, u64)> {
-    let mut it = rt.strip_prefix("rt-")?.split('-');
+fn parse_rt(prefix: &str, rt: &str) -> Option<(u64, u64)> {
+    let mut it = rt.strip_prefix(prefix)?.strip_prefix("rt-")?.split('-');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 impl Inner {
     fn issue(&mut self, family: u64, generation: u64, with_rt: bool) -> serde_json::Value {
         let mut v = serde_json::json!({
-            "access_token": format!("at-{family}-{generation}"),
+            "access_token": format!("{}at-{family}-{generation}", self.prefix),
             "token_type": "Bearer",
             "expires_in": self.expires_in,
         });
         if with_rt {
-            v["refresh_token"] = format!("rt-{family}-{generation}").into();
+            v["refresh_token"] = format!("{}rt-{family}-{generation}", self.prefix).into();
         }
         v
     }
@@ -140,6 +152,21 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
         Some(Canned::InvalidClient) => return err(401, "invalid_client"),
         Some(Canned::Pending) => return err(400, "authorization_pending"),
         Some(Canned::SlowDown) => return err(400, "slow_down"),
+        Some(Canned::EchoInvalidGrant) => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "invalid_grant", "error_description": format!("refresh token {rt} was revoked")}),
+            );
+        }
+        Some(Canned::EchoStatus(code)) => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            return (
+                StatusCode::from_u16(code).unwrap(),
+                format!("upstream failed while refreshing {rt}"),
+            )
+                .into_response();
+        }
         Some(Canned::Delay(_)) | None => {}
     }
     // client authentication
@@ -160,14 +187,17 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
             "post",
         ),
     };
-    st.lock().unwrap().auth_seen.push(how.into());
-    if id.as_deref() != Some(CLIENT_ID) || secret.as_deref() != Some(CLIENT_SECRET) {
+    let mut s = st.lock().unwrap();
+    s.auth_seen.push(how.into());
+    if id.as_deref() != Some(CLIENT_ID) || secret.as_deref() != Some(s.client_secret.as_str()) {
         return err(401, "invalid_client");
     }
-    let mut s = st.lock().unwrap();
     match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
-            let Some((f, g)) = form.get("refresh_token").and_then(|r| parse_rt(r)) else {
+            let Some((f, g)) = form
+                .get("refresh_token")
+                .and_then(|r| parse_rt(&s.prefix, r))
+            else {
                 return err(400, "invalid_grant");
             };
             let cur = s.families.get(&f).copied().flatten();
@@ -180,7 +210,7 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
                 }
                 let with_rt = !s.omit_refresh_token;
                 let mut v = s.issue(f, g, with_rt);
-                v["access_token"] = format!("at-{f}-{g}-{}", s.token_requests).into();
+                v["access_token"] = format!("{}at-{f}-{g}-{}", s.prefix, s.token_requests).into();
                 return json(StatusCode::OK, v);
             }
             let grace = s.grace_previous && g + 1 == cur;
@@ -303,6 +333,7 @@ impl FakeProvider {
         Arc::new(Mutex::new(Inner {
             rotate: true,
             expires_in: 3600,
+            client_secret: CLIENT_SECRET.into(),
             ..Default::default()
         }))
     }
