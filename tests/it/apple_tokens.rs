@@ -296,3 +296,45 @@ async fn get_min_ttl_asks_for_a_token_with_that_much_left() {
     let err = get(DEFAULT_LIFETIME as u64).await.unwrap_err();
     assert_eq!(err.code(), "bad_request");
 }
+
+/// SPEC §7 over the live daemon: `get TENANT/apple-music` by a tenant-key caller returns a
+/// developer token that verifies with the tenant's public key, cached across requests,
+/// and the same through the CLI with the key.
+#[test]
+fn get_apple_music_over_the_daemon_socket_with_a_tenant_key() {
+    let tv = TestVault::new();
+    let key = two_tenants(&tv);
+    tv.setup(vec![Request::AppleKeyAdd {
+        tenant: "acme".into(),
+        team_id: TEAM.into(),
+        key_id: KEY1.into(),
+        p8: Secret::new(p8(KEY1)),
+    }]);
+    let d = Daemon::start(&tv, &[]);
+    let mut c = d.conn();
+    assert_eq!(c.auth(&key)["ok"], true);
+    let before = chrono::Utc::now().timestamp();
+    let v = c.call(serde_json::json!({"op":"get","connection":"acme/apple-music"}));
+    let after = chrono::Utc::now().timestamp();
+    assert_eq!(v["ok"], true, "{v}");
+    let t = v["token"].as_str().unwrap().to_owned();
+    let claims = verify(&t, KEY1);
+    assert_eq!(claims.iss, TEAM);
+    assert!((before..=after).contains(&claims.iat), "{claims:?}");
+    assert_eq!(claims.exp - claims.iat, DEFAULT_LIFETIME);
+    assert!(!v.to_string().contains("PRIVATE KEY"));
+    // cached: the same token again, over the socket and through the CLI
+    let v = c.call(serde_json::json!({"op":"get","connection":"acme/apple-music"}));
+    assert_eq!(v["token"], t.as_str());
+    tv.daemon_cmd()
+        .env("TOKENVAULT_TENANT_KEY", &key)
+        .args(["get", "acme/apple-music"])
+        .assert()
+        .success()
+        .stdout(format!("{t}\n"));
+    // globex has no key, and acme's key cannot ask for it anyway
+    assert_eq!(
+        c.code(serde_json::json!({"op":"get","connection":"globex/apple-music"})),
+        "forbidden"
+    );
+}

@@ -291,3 +291,41 @@ async fn refresh_and_the_scheduler_validate_apple_music_connections() {
         .unwrap_err();
     assert_eq!(err.exit_code(), 6);
 }
+
+/// SPEC §7: without `validate_interval_secs` in the config, Music-User-Tokens are
+/// validated hourly: `put` schedules the first check about an hour ahead and a successful
+/// validation the next one.
+#[tokio::test]
+async fn validation_interval_defaults_to_hourly() {
+    let api = FakeAppleApi::start().await;
+    let (tv, e, clock) = vault_with_key1().await;
+    let cfg = tv.file(
+        "config.toml",
+        format!("[apple_music]\napi_base = \"{}\"\n", api.base).as_bytes(),
+    );
+    let config = tokenvault::config::Config::load(&cfg).unwrap();
+    assert_eq!(config.apple_music.validate_interval_secs, None);
+    e.set_config(config);
+    e.handle(
+        &admin(),
+        Request::Put {
+            connection: "acme/apple-music/alice".into(),
+            token: serde_json::json!({ "access_token": MUT }),
+        },
+    )
+    .await
+    .unwrap();
+    let now = clock.get();
+    let due = show(&e).due_at.unwrap();
+    assert!((now + 3600..=now + 3960).contains(&due), "{due} vs {now}");
+
+    clock.advance(4000);
+    let r = e.handle(&admin(), Request::RefreshDue).await.unwrap();
+    assert!(matches!(r, Response::Refreshed { .. }), "{r:?}");
+    assert_eq!(api.requests().len(), 1, "the due check ran");
+    let v = show(&e);
+    assert_eq!(v.status, Status::Connected);
+    let now = clock.get();
+    let due = v.due_at.unwrap();
+    assert!((now + 3600..=now + 3960).contains(&due), "{due} vs {now}");
+}

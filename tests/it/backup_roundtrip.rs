@@ -269,3 +269,133 @@ fn restore_into_the_same_vault_does_not_duplicate_audit_records() {
     );
     assert_eq!(snapshot(eng.vault(), true), before);
 }
+
+/// SPEC §8 / issue 6: a backup to two recipients opens with either identity alone (and
+/// with no other); its header says what it holds (format, creation time, source, counts);
+/// the custom providers of the config travel in it in full.
+#[test]
+fn two_recipients_each_open_it_and_the_header_and_providers_are_right() {
+    use std::collections::BTreeMap;
+    use tokenvault::backup::format::{self, Record};
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    let src = tv.engine();
+    let config = tokenvault::config::Config::parse(
+        "[providers.corpauth]\ntoken_url = \"https://auth.corp.example/oauth/token\"\nclient_auth = \"post\"\ndefault_scopes = [\"read\", \"write\"]\ndefault_lifetime_secs = 1800\n[providers.corpauth.token_params]\naudience = \"api\"\n",
+    )
+    .unwrap();
+    src.set_config(config.clone());
+    let (id_a, text_a, rcpt_a) = identity();
+    let (_id_b, text_b, rcpt_b) = identity();
+    let (_id_c, text_c, _) = identity();
+    let file = tv.dir.path().join("two.age");
+    let before = chrono::Utc::now().timestamp();
+    let r = report(run(
+        &src,
+        Request::BackupExport {
+            path: file.display().to_string(),
+            tenant: None,
+            recipients: vec![rcpt_a, rcpt_b],
+            passphrase: None,
+            include_audit: false,
+        },
+    ));
+    let after = chrono::Utc::now().timestamp();
+    assert_eq!(r.providers, ["corpauth"]);
+
+    // the header and the providers record, read with the age crate and identity A alone
+    let dec = age::Decryptor::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let plain = dec
+        .decrypt(std::iter::once(&id_a as &dyn age::Identity))
+        .unwrap();
+    let mut providers = None;
+    let (h, t) = format::read_stream::<_, std::convert::Infallible>(plain, |_, rec| {
+        if let Record::Providers(p) = rec {
+            providers = Some(p);
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|_| panic!("the backup does not read back"));
+    assert_eq!(h.magic, format::MAGIC);
+    assert_eq!(h.format, format::BACKUP_FORMAT);
+    assert_eq!(h.tool_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(h.vault_format, tokenvault::vault::schema::FORMAT_VERSION);
+    assert!((before..=after).contains(&h.created_at), "{}", h.created_at);
+    assert_eq!(r.created_at, h.created_at);
+    let canonical = std::fs::canonicalize(&tv.path).unwrap();
+    assert!(
+        h.source_path == tv.path.display().to_string()
+            || h.source_path == canonical.display().to_string(),
+        "{}",
+        h.source_path
+    );
+    assert!(!h.source_id.is_empty());
+    assert_eq!(h.tenant, None);
+    assert!(!h.include_audit);
+    let want: BTreeMap<String, u64> = [
+        ("tenants", 2),
+        ("tenant_keys", 1),
+        ("grants", 0),
+        ("clients", 0),
+        ("apple_keys", 0),
+        ("connections", 2),
+        ("audit", 0),
+        ("providers", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(h.counts, want);
+    assert_eq!(t.counts, want);
+    let providers = providers.expect("no providers record");
+    let corp: tokenvault::config::ProviderConfig =
+        serde_json::from_value(providers["corpauth"].clone()).unwrap();
+    assert_eq!(corp, config.providers["corpauth"]);
+
+    // verify with each identity alone; a third one is refused (exit 3)
+    for text in [&text_a, &text_b] {
+        let v = report(run(
+            &src,
+            Request::BackupVerify {
+                path: file.display().to_string(),
+                identity: Some(Secret::new(text.as_str())),
+                passphrase: None,
+            },
+        ));
+        assert_eq!(v.counts["connections"], 2);
+    }
+    let err = run(
+        &src,
+        Request::BackupVerify {
+            path: file.display().to_string(),
+            identity: Some(Secret::new(text_c)),
+            passphrase: None,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+
+    // restore with each identity alone into its own fresh vault: identical records; a
+    // target whose config lacks the custom provider is told so
+    let want_records = snapshot(src.vault(), false);
+    for (text, with_config) in [(&text_a, false), (&text_b, true)] {
+        let (_dir, _path, dst) = other_vault();
+        if with_config {
+            dst.set_config(config.clone());
+        }
+        let r = report(run(
+            &dst,
+            Request::BackupRestore {
+                path: file.display().to_string(),
+                identity: Some(Secret::new(text.as_str())),
+                passphrase: None,
+                tenant: None,
+                replace: false,
+            },
+        ));
+        assert_eq!(r.providers, ["corpauth"]);
+        let noted = r.notes.iter().any(|n| n.contains("corpauth"));
+        assert_eq!(noted, !with_config, "{:?}", r.notes);
+        assert_eq!(snapshot(dst.vault(), false), want_records);
+    }
+}

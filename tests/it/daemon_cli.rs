@@ -143,3 +143,89 @@ fn a_command_aimed_at_another_vault_does_not_go_to_the_daemon() {
             .stdout("AT-acme-alice\n");
     }
 }
+
+/// SPEC §3: `health` is `status` that exits 1 when unhealthy; a connection in
+/// `needs_reauth` (here: the provider answered `invalid_grant`) makes the vault unhealthy,
+/// both when the CLI opens the file itself and through a live daemon.
+#[test]
+fn health_exits_1_while_a_connection_needs_reauth() {
+    use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+    let fp = FakeProvider::start_background();
+    let tv = TestVault::new();
+    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
+    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
+    tv.cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
+        .arg("--client-secret-file")
+        .arg(&secret)
+        .args(["--token-url", &fp.token_url()])
+        .assert()
+        .success();
+    for conn in ["acme/spotify/alice", "acme/spotify/bob"] {
+        tv.cmd()
+            .args(["put", conn])
+            .write_stdin(fp.new_family().to_string())
+            .assert()
+            .success();
+    }
+    let health = |cmd: &mut assert_cmd::Command, json: bool| {
+        let mut args = vec!["health"];
+        if json {
+            args.push("--json");
+        }
+        let out = cmd.args(&args).output().unwrap();
+        let v = json.then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap());
+        (out.status.code(), v, stderr(&out))
+    };
+    // healthy to begin with
+    let (code, v, err) = health(&mut tv.cmd(), true);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v.unwrap()["healthy"], true);
+
+    fp.script([Canned::InvalidGrant]);
+    tv.cmd()
+        .args(["refresh", "acme/spotify/alice"])
+        .assert()
+        .code(6);
+    tv.cmd()
+        .args(["show", "acme/spotify/alice", "--json"])
+        .assert()
+        .stdout(contains("needs_reauth"));
+
+    // no daemon: the CLI opens the file
+    let (code, _, err) = health(&mut tv.cmd(), false);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, v, err) = health(&mut tv.cmd(), true);
+    assert_eq!(code, Some(1), "{err}");
+    let v = v.unwrap();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert_eq!(v["daemon"], false, "{v}");
+    assert_eq!(v["by_status"]["needs_reauth"], 1, "{v}");
+    // `status` reports it but is not a health check
+    tv.cmd()
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(contains("UNHEALTHY"));
+
+    // through a live daemon (no passphrase: only the daemon can answer)
+    let d = Daemon::start(&tv, &[]);
+    let (code, _, err) = health(&mut tv.daemon_cmd(), false);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, v, err) = health(&mut tv.daemon_cmd(), true);
+    assert_eq!(code, Some(1), "{err}");
+    let v = v.unwrap();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert_eq!(v["daemon"], true, "{v}");
+
+    // re-authorised (a new token imported): healthy again
+    tv.daemon_cmd()
+        .args(["put", "acme/spotify/alice"])
+        .write_stdin(fp.new_family().to_string())
+        .assert()
+        .success();
+    let (code, v, err) = health(&mut tv.daemon_cmd(), true);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v.unwrap()["healthy"], true);
+    drop(d);
+}

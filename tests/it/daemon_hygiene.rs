@@ -110,3 +110,96 @@ fn no_secret_reaches_the_daemon_log_at_debug_level() {
         assert!(!audit.contains(secret));
     }
 }
+
+/// The refresh paths of the daemon at debug level: a rotating refresh, a 503 and an
+/// `invalid_grant` whose bodies quote the refresh token, a webhook delivery signed with a
+/// configured secret. No token the provider issued, client secret, webhook secret or
+/// passphrase reaches the log.
+#[test]
+fn refreshes_and_provider_errors_leave_no_secret_in_the_daemon_log() {
+    use crate::support::fake_provider::{CLIENT_ID, Canned, FakeProvider};
+    use crate::support::webhook::Receiver;
+    use std::time::Duration;
+    use tokenvault::Request;
+    use tokenvault::secret::Secret;
+    // every token the provider issues starts with this
+    let tok = "HYGRT-3e9d71-";
+    let cs = "CS-HYGREF-81f0c2b7";
+    let whsec = "WHSEC-HYGIENE-55aa01";
+    let fp = FakeProvider::start_background();
+    fp.with(|s| {
+        s.token_prefix = tok.into();
+        s.client_secret = cs.into();
+    });
+    let hook = Receiver::start();
+    let tv = TestVault::new();
+    let key_file = tv.file("hook.key", whsec.as_bytes());
+    tv.write_config(&format!(
+        "[[webhooks]]\nurl = \"{}\"\nsecret_file = \"{}\"\nretry_base_ms = 100\n",
+        hook.url,
+        key_file.display()
+    ));
+    let mut reqs = vec![
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+        Request::ClientSet {
+            tenant: "acme".into(),
+            provider: "spotify".into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new(cs)),
+            token_url: Some(fp.token_url()),
+            authorization_url: None,
+            device_authorization_url: None,
+            revocation_url: None,
+            params: Default::default(),
+        },
+    ];
+    for a in ["alice", "bob", "carol"] {
+        reqs.push(Request::Put {
+            connection: format!("acme/spotify/{a}"),
+            token: fp.new_family(),
+        });
+    }
+    tv.setup(reqs);
+    let mut d = Daemon::start(&tv, &["-vv"]);
+    let mut c = d.conn();
+
+    // a rotating refresh through the socket and one through the CLI
+    let v = c.call(json!({"op":"refresh","connection":"acme/spotify/alice"}));
+    assert_eq!(v["ok"], true, "{v}");
+    let v = c.call(json!({"op":"get","connection":"acme/spotify/alice"}));
+    assert_eq!(v["token"], format!("{tok}at-1-1"), "{v}");
+    tv.daemon_cmd()
+        .args(["get", "acme/spotify/alice", "--min-ttl", "7200"])
+        .assert()
+        .success()
+        .stdout(format!("{tok}at-1-2\n"));
+    // a 503 whose body quotes the refresh token, then success on the retry
+    fp.script([Canned::EchoStatus(503)]);
+    let v = c.call(json!({"op":"refresh","connection":"acme/spotify/carol"}));
+    assert_eq!(v["ok"], true, "{v}");
+    // an invalid_grant whose description quotes it: needs_reauth and a webhook
+    fp.script([Canned::EchoInvalidGrant]);
+    let v = c.call(json!({"op":"refresh","connection":"acme/spotify/bob"}));
+    assert_eq!(v["error"]["code"], "needs_reauth", "{v}");
+    assert!(
+        !v.to_string().contains(tok),
+        "the answer quotes the token: {v}"
+    );
+    assert_eq!(hook.wait_for(1, Duration::from_secs(15)).len(), 1);
+    assert_eq!(fp.requests(), 5);
+
+    let (status, _) = d.stop();
+    assert_eq!(status.code(), Some(0));
+    let log = d.log();
+    assert!(log.contains("DEBUG"), "ran at debug level: {log}");
+    assert!(
+        log.contains("refresh failed"),
+        "the failures were logged: {log}"
+    );
+    assert!(log.contains("webhook delivered"), "{log}");
+    for secret in [tok, cs, whsec, PASSPHRASE] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}

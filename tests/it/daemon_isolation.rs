@@ -218,3 +218,103 @@ fn uid_grant_scopes_another_uid_and_ungranted_uids_are_unauthorized() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     drop(d);
 }
+
+/// `refresh`, `refresh_tenant` and every `connect` step aimed at `tenant`'s connections.
+fn flow_ops(tenant: &str) -> Vec<Value> {
+    let existing = format!("{tenant}/spotify/carol");
+    let fresh = format!("{tenant}/spotify/new");
+    let redirect = "http://127.0.0.1:9/callback";
+    vec![
+        json!({"op":"refresh","connection":existing}),
+        json!({"op":"refresh_tenant","tenant":tenant}),
+        json!({"op":"connect_start","connection":fresh,"redirect_uri":redirect,"state":"st-1",
+               "code_challenge":"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}),
+        json!({"op":"connect_code","connection":fresh,"code":"code-x","code_verifier":"v-x",
+               "redirect_uri":redirect}),
+        json!({"op":"device_start","connection":fresh}),
+        json!({"op":"device_poll","connection":fresh,"device_code":"dev-code-1"}),
+        json!({"op":"connect_client_credentials","connection":fresh}),
+    ]
+}
+
+/// The refresh and connect ops a tenant may run on its own connections are refused for
+/// another tenant's, before any provider call; `refresh_due` and the backup ops are admin
+/// only even when aimed at the caller's own tenant.
+#[test]
+fn tenant_key_cannot_refresh_connect_or_back_up_another_tenant() {
+    use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
+    use tokenvault::Request;
+    use tokenvault::secret::Secret;
+    let fp = FakeProvider::start_background();
+    let tv = TestVault::new();
+    let key = two_tenants(&tv);
+    let backup = tv.dir.path().join("globex.age");
+    let backup = backup.to_str().unwrap();
+    let mut reqs = Vec::new();
+    for t in ["acme", "globex"] {
+        reqs.push(Request::ClientSet {
+            tenant: t.into(),
+            provider: "spotify".into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new(CLIENT_SECRET)),
+            token_url: Some(fp.token_url()),
+            authorization_url: Some(fp.url("/authorize")),
+            device_authorization_url: Some(fp.url("/device")),
+            revocation_url: None,
+            params: Default::default(),
+        });
+        reqs.push(Request::Put {
+            connection: format!("{t}/spotify/carol"),
+            token: fp.new_family(),
+        });
+    }
+    // a real backup of globex, so a restore that slipped through would succeed
+    reqs.push(Request::BackupExport {
+        path: backup.into(),
+        tenant: Some("globex".into()),
+        recipients: vec![],
+        passphrase: Some(Secret::new("backup-pass")),
+        include_audit: false,
+    });
+    tv.setup(reqs);
+    let d = Daemon::start(&tv, &[]);
+    let mut c = d.conn();
+    assert_eq!(c.auth(&key)["ok"], true);
+
+    let admin_only = [
+        json!({"op":"refresh_due"}),
+        json!({"op":"backup_export","path":tv.dir.path().join("acme.age"),"tenant":"acme","passphrase":"pw"}),
+        json!({"op":"backup_verify","path":backup,"passphrase":"backup-pass"}),
+        json!({"op":"backup_restore","path":backup,"passphrase":"backup-pass","tenant":"globex","replace":true}),
+        json!({"op":"backup_restore","path":backup,"passphrase":"backup-pass","tenant":"acme"}),
+        json!({"op":"tenant_key_revoke","tenant":"acme","key_id":"0000000000000000"}),
+        json!({"op":"tenant_grant_list","tenant":"acme"}),
+        json!({"op":"tenant_grant_list","tenant":"globex"}),
+        json!({"op":"apple_key_activate","tenant":"acme","key_id":"ABCDE12345"}),
+    ];
+    for req in flow_ops("globex").into_iter().chain(admin_only) {
+        let v = c.call(req.clone());
+        assert_eq!(v["ok"], false, "{req} was allowed: {v}");
+        assert_eq!(v["error"]["code"], "forbidden", "{req}: {v}");
+    }
+    assert_eq!(fp.requests(), 0, "a refused op still called the provider");
+    assert!(!tv.dir.path().join("acme.age").exists());
+
+    // the same ops on its own tenant are not refused: the refusal above is the scope check
+    for req in flow_ops("acme") {
+        let code = c.code(req.clone());
+        assert_ne!(code, "forbidden", "{req}");
+    }
+    assert!(fp.requests() > 0, "own-tenant ops reached the provider");
+
+    // globex is untouched
+    let mut admin = d.conn();
+    let v = admin.call(json!({"op":"show","connection":"globex/spotify/carol"}));
+    assert_eq!(v["status"], "connected", "{v}");
+    assert_eq!(
+        admin.code(json!({"op":"show","connection":"globex/spotify/new"})),
+        "not_found"
+    );
+    let v = admin.call(json!({"op":"get","connection":"globex/spotify/carol","min_ttl":0}));
+    assert_eq!(v["token"], "at-2-0", "{v}");
+}

@@ -241,3 +241,181 @@ fn tells_systemd_when_ready() {
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// SPEC §6: SIGTERM while a refresh waits on a provider that takes a minute: the daemon
+/// abandons it within the 10 s grace, exits 0, removes the socket, and the vault keeps the
+/// token it had (the abandoned refresh committed nothing).
+#[test]
+fn sigterm_abandons_a_refresh_in_flight_within_the_grace_period() {
+    use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+    use tokenvault::Request;
+    use tokenvault::secret::Secret;
+    let fp = FakeProvider::start_background();
+    let tv = TestVault::new();
+    tv.setup(vec![
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+        Request::ClientSet {
+            tenant: "acme".into(),
+            provider: "spotify".into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Some(Secret::new(CLIENT_SECRET)),
+            token_url: Some(fp.token_url()),
+            authorization_url: None,
+            device_authorization_url: None,
+            revocation_url: None,
+            params: Default::default(),
+        },
+        Request::Put {
+            connection: "acme/spotify/alice".into(),
+            token: fp.new_family(),
+        },
+    ]);
+    // longer than the grace period and than the daemon's own provider timeout (15 s)
+    fp.script([Canned::Delay(Duration::from_secs(60))]);
+    let mut d = Daemon::start(&tv, &["-v"]);
+    let mut c = d.conn();
+    c.send_raw(
+        b"{\"op\":\"get\",\"connection\":\"acme/spotify/alice\",\"force_refresh\":true,\"id\":7}\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fp.requests() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh never reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, took) = d.stop();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    // 10 s of grace plus a little for the final flush; far below the provider's minute
+    assert!(took < Duration::from_secs(12), "took {took:?}\n{}", d.log());
+    assert!(!d.socket.exists(), "socket removed");
+    // the client was answered or disconnected, not left hanging
+    if let Some(v) = c.recv() {
+        assert_eq!(v["ok"], false, "{v}");
+    }
+    assert_eq!(fp.requests(), 1);
+    // nothing half-written: the old token is still there and the vault opens
+    tv.cmd()
+        .args(["get", "acme/spotify/alice"])
+        .assert()
+        .success()
+        .stdout("at-1-0\n");
+}
+
+/// `--socket-group` gives the socket (and its directory) to that group, by number or by
+/// name. Changing a file's group to one the daemon's user is not in needs root, so this
+/// runs as root only. (Group 0 would prove nothing as root: files are already root's.)
+#[test]
+fn socket_group_sets_the_gid_of_the_socket_and_its_directory() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to give the socket to another group");
+        return;
+    }
+    let gid = 65534u32;
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    assert_ne!(std::fs::metadata(tv.dir.path()).unwrap().gid(), gid);
+    let d = Daemon::start(&tv, &["--socket-mode", "0660", "--socket-group", "65534"]);
+    let sock = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(sock.gid(), gid);
+    assert_eq!(sock.mode() & 0o777, 0o660);
+    let dir = std::fs::metadata(d.socket.parent().unwrap()).unwrap();
+    assert_eq!(dir.gid(), gid);
+    assert_eq!(dir.mode() & 0o777, 0o710);
+    assert_eq!(d.conn().code(json!({"op":"hello"})), "ok");
+    drop(d);
+
+    // by name, when the system has one for that gid
+    let Ok(Some(group)) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) else {
+        eprintln!("skipped the by-name half: no group has gid {gid}");
+        return;
+    };
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    let d = Daemon::start(
+        &tv,
+        &["--socket-mode", "0660", "--socket-group", &group.name],
+    );
+    assert_eq!(std::fs::metadata(&d.socket).unwrap().gid(), gid);
+    drop(d);
+    let out = tv
+        .std_cmd()
+        .args(["serve", "--socket-group", "no-such-group-xyz"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// SPEC §6: SIGHUP reloads the provider catalogue: a `[providers.NAME]` table added to the
+/// config file while the daemon runs is listed (socket and CLI) only after the SIGHUP.
+#[test]
+fn sighup_reloads_the_provider_catalogue() {
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    tv.write_config("[daemon]\nidle_timeout_secs = 60\n");
+    let d = Daemon::start(&tv, &["-v"]);
+    let names = |c: &mut Conn| -> Vec<String> {
+        let v = c.call(json!({"op":"provider_list"}));
+        v["providers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut c = d.conn();
+    let before = names(&mut c);
+    assert!(before.contains(&"spotify".to_owned()), "{before:?}");
+    assert!(!before.contains(&"corpauth".to_owned()));
+
+    tv.write_config(
+        "[daemon]\nidle_timeout_secs = 60\n\n[providers.corpauth]\ntoken_url = \"https://auth.corp.example/oauth/token\"\nclient_auth = \"post\"\ndefault_lifetime_secs = 1800\n",
+    );
+    // not before the signal
+    assert!(!names(&mut c).contains(&"corpauth".to_owned()));
+    d.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(names(&mut c).contains(&"corpauth".to_owned()));
+    let v = c.call(json!({"op":"provider_show","name":"corpauth"}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["token_url"], "https://auth.corp.example/oauth/token",
+        "{v}"
+    );
+    assert_eq!(v["builtin"], false, "{v}");
+
+    // the CLI, pointed at an empty config of its own, shows the daemon's catalogue
+    let empty = tv.file("empty.toml", b"");
+    let out = tv
+        .daemon_cmd()
+        .arg("--config")
+        .arg(&empty)
+        .args(["provider", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"corpauth\""), "{}", stdout(&out));
+    // the daemon uses it: a token without expires_in gets the new default lifetime
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        c.code(
+            json!({"op":"put","connection":"acme/corpauth/ci","token":{"access_token":"AT-corp"}})
+        ),
+        "ok"
+    );
+    let v = c.call(json!({"op":"show","connection":"acme/corpauth/ci"}));
+    let exp = v["expires_at"].as_i64().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        (now + 1800..=now + 1805).contains(&exp),
+        "{exp} vs {now}: {v}"
+    );
+}

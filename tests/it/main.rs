@@ -21,6 +21,7 @@ mod daemon_hygiene;
 mod daemon_isolation;
 mod daemon_lifecycle;
 mod daemon_load;
+mod daemon_webhooks;
 mod failures;
 mod hygiene;
 mod refresh_cli;

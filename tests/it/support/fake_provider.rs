@@ -5,7 +5,9 @@
 //!   rotating refresh tokens `rt-F-G` (family F, generation G) with reuse detection:
 //!   presenting a superseded token revokes the whole family (optionally with a one-step
 //!   grace for the crash test); a script of canned answers (503, 429 + Retry-After,
-//!   invalid_grant, invalid_client, delays) consumed before normal handling.
+//!   invalid_grant, invalid_client, delays, error bodies quoting the refresh token)
+//!   consumed before normal handling; an optional prefix on every issued token and a
+//!   settable client secret, so hygiene tests can search logs for distinctive strings.
 //! - `/authorize`: redirects to `redirect_uri` with a code and the `state`.
 //! - `/device`: RFC 8628 device authorisation; polls follow a script.
 //! - `/user`: PAT validation (`ghp-valid` is valid).
@@ -44,6 +46,8 @@ pub enum Canned {
     EchoInvalidGrant,
     /// 500 with a plain-text body quoting the presented refresh token and client secret.
     EchoServerError,
+    /// This status with a plain-text body quoting the refresh token presented.
+    EchoStatus(u16),
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +196,14 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
                     "error_description": format!("refresh token {rt} has been revoked"),
                 }),
             );
+        }
+        Some(Canned::EchoStatus(code)) => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            return (
+                StatusCode::from_u16(code).unwrap(),
+                format!("upstream failed while refreshing {rt}"),
+            )
+                .into_response();
         }
         Some(Canned::EchoServerError) => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
