@@ -305,21 +305,22 @@ async fn build(n: usize, dir: &std::path::Path) {
     );
 }
 
-/// What `idle` measures of one vault.
+/// What `idle-one` measures of one vault, in its own process.
+#[derive(Debug, Clone, Copy)]
 struct Idle {
-    open: Duration,
-    next_due: Duration,
-    cpu: f64,
-    rss_delta_kib: i64,
+    open_ms: f64,
+    next_due_us: f64,
+    cpu_s: f64,
+    rss_kib: u64,
     passes: u64,
 }
 
-const IDLE_SECS: u64 = 30;
+const IDLE_SECS: u64 = 20;
 
 /// Opens the vault at `path`, times `next_due()`, then idles a scheduler on it for
-/// `IDLE_SECS` and reads the CPU it used and the resident memory it added.
-async fn idle_one(path: &std::path::Path) -> Idle {
-    let rss0 = rss_kib() as i64;
+/// `IDLE_SECS`; prints one `IDLE` line with the CPU it used and the process's resident
+/// memory at the end.
+async fn idle_one(path: &std::path::Path) {
     let t = Instant::now();
     let vault = Vault::open(path, &Secret::new(PASS)).unwrap();
     let open = t.elapsed();
@@ -341,15 +342,40 @@ async fn idle_one(path: &std::path::Path) -> Idle {
     let cpu0 = cpu_secs();
     tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
     let cpu = cpu_secs() - cpu0;
-    let rss = rss_kib() as i64;
+    let rss = rss_kib();
     let _ = stop_tx.send(());
     let _ = sched.await;
-    Idle {
-        open,
-        next_due: times[500],
+    println!(
+        "IDLE {} {} {} {} {}",
+        open.as_secs_f64() * 1000.0,
+        times[500].as_secs_f64() * 1e6,
         cpu,
-        rss_delta_kib: rss - rss0,
-        passes: engine.refresh_state().scheduler_passes(),
+        rss,
+        engine.refresh_state().scheduler_passes()
+    );
+}
+
+fn run_idle_child(path: &std::path::Path) -> Idle {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("idle-one")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("IDLE "))
+        .unwrap_or_else(|| panic!("idle-one printed {text}"));
+    let f: Vec<f64> = line[5..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    Idle {
+        open_ms: f[0],
+        next_due_us: f[1],
+        cpu_s: f[2],
+        rss_kib: f[3] as u64,
+        passes: f[4] as u64,
     }
 }
 
@@ -371,47 +397,63 @@ fn bare_first_due(path: &std::path::Path) -> Duration {
     times[500]
 }
 
-/// Opens the vault in `dir` and idles a scheduler on it, next to two baselines measured in
-/// the same process: a one-connection vault with the same KDF parameters (open time, idle
-/// CPU, resident memory) and bare redb reading the same `DUE` index (next due). Run it in a
-/// fresh process for clean memory figures.
+fn median_by(v: &[Idle], f: impl Fn(&Idle) -> f64) -> f64 {
+    let mut x: Vec<f64> = v.iter().map(f).collect();
+    x.sort_by(|a, b| a.total_cmp(b));
+    x[x.len() / 2]
+}
+
+/// Idles a scheduler on the vault in `dir`, each run a fresh process, alternating with the
+/// baseline: a one-connection vault with the same KDF parameters (open time, idle CPU,
+/// resident memory). `next_due` is compared with bare redb reading the same `DUE` index.
+/// Three rounds; medians.
 async fn idle(dir: &std::path::Path) {
     let path = dir.join("vault.redb");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let small_dir = tempfile::tempdir().unwrap();
     build(1, small_dir.path()).await;
-    // baseline first, so that its memory is not measured on top of the big vault's
-    let small = idle_one(&small_dir.path().join("vault.redb")).await;
-    let bare = bare_first_due(&path);
-    let big = idle_one(&path).await;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let small_path = small_dir.path().join("vault.redb");
+    let (mut big, mut small, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        small.push(run_idle_child(&small_path));
+        bare.push(bare_first_due(&path).as_secs_f64() * 1e6);
+        big.push(run_idle_child(&path));
+    }
+    for (b, s) in big.iter().zip(&small) {
+        println!("scale: run: 1M {b:?} / 1 connection {s:?}");
+    }
+    bare.sort_by(|a, b| a.total_cmp(b));
+    let bare = bare[1];
+    let m = |v: &[Idle], f: fn(&Idle) -> f64| median_by(v, f);
     println!(
-        "scale: file {:.0} MiB; KDF Argon2id m=19 MiB t=2 for both vaults; idle {IDLE_SECS} s each",
+        "scale: file {:.0} MiB; KDF Argon2id m=19 MiB t=2 for both vaults; idle {IDLE_SECS} s per run; medians of 3 alternating runs, each a fresh process",
         size as f64 / 1048576.0
     );
+    let (bo, so) = (m(&big, |i| i.open_ms), m(&small, |i| i.open_ms));
     println!(
-        "scale: open            {:>9.1} ms  vs 1-connection vault {:>9.1} ms  ratio {:.2}",
-        ms(big.open),
-        ms(small.open),
-        ms(big.open) / ms(small.open)
+        "scale: open          {bo:>9.1} ms  vs 1-connection vault {so:>9.1} ms  ratio {:.2}",
+        bo / so
+    );
+    let bn = m(&big, |i| i.next_due_us);
+    println!(
+        "scale: next due      {bn:>9.2} µs  vs bare redb first()  {bare:>9.2} µs  ratio {:.2}",
+        bn / bare
+    );
+    let (bc, sc) = (m(&big, |i| i.cpu_s), m(&small, |i| i.cpu_s));
+    println!(
+        "scale: idle CPU      {:>9.2} ms  vs 1-connection vault {:>9.2} ms  over {IDLE_SECS} s ({} / {} scheduler passes)",
+        bc * 1000.0,
+        sc * 1000.0,
+        big[0].passes,
+        small[0].passes
+    );
+    let (br, sr) = (
+        m(&big, |i| i.rss_kib as f64),
+        m(&small, |i| i.rss_kib as f64),
     );
     println!(
-        "scale: next due        {:>9.2} µs  vs bare redb first()  {:>9.2} µs  ratio {:.2}",
-        us(big.next_due),
-        us(bare),
-        us(big.next_due) / us(bare)
-    );
-    println!(
-        "scale: idle CPU        {:>9.4} s   vs 1-connection vault {:>9.4} s   ({} / {} scheduler passes)",
-        big.cpu, small.cpu, big.passes, small.passes
-    );
-    println!(
-        "scale: RSS added       {:>9} KiB vs 1-connection vault {:>9} KiB ratio {:.2}; RSS now {} KiB",
-        big.rss_delta_kib,
-        small.rss_delta_kib,
-        big.rss_delta_kib as f64 / small.rss_delta_kib.max(1) as f64,
-        rss_kib()
+        "scale: RSS           {br:>9.0} KiB vs 1-connection vault {sr:>9.0} KiB ratio {:.2}",
+        br / sr
     );
 }
 
@@ -423,6 +465,7 @@ async fn main() {
             return build(args[1].parse().unwrap(), std::path::Path::new(&args[2])).await;
         }
         Some("idle") => return idle(std::path::Path::new(&args[1])).await,
+        Some("idle-one") => return idle_one(std::path::Path::new(&args[1])).await,
         _ => {}
     }
     let mut i = 0;

@@ -340,6 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn seal_binds_the_format_version() {
+        let ring = Keyring::generate(1);
+        let s = ring.seal("connections", "acme/spotify/alice", b"tok");
+        let same_keys_other_format = Keyring {
+            keys: ring.keys.clone(),
+            current: ring.current,
+            format: 2,
+        };
+        assert!(
+            same_keys_other_format
+                .open("connections", "acme/spotify/alice", &s)
+                .is_err(),
+            "a record sealed under format 1 must not open as format 2"
+        );
+        assert!(ring.open("connections", "acme/spotify/alice", &s).is_ok());
+    }
+
+    #[test]
     fn nonces_are_fresh() {
         let ring = Keyring::generate(1);
         let a = ring.seal("t", "k", b"same");

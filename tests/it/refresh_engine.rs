@@ -277,6 +277,47 @@ async fn a_slow_provider_times_out_as_unavailable() {
     assert!(rec.due_at.is_some(), "a transient failure is retried later");
 }
 
+#[tokio::test]
+async fn a_refused_connection_is_a_network_error_retried_later() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    // a port nothing listens on: bound, then released
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    engine
+        .handle(
+            &admin(),
+            Request::ClientSet {
+                tenant: "acme".into(),
+                provider: "spotify".into(),
+                client_id: CLIENT_ID.into(),
+                client_secret: Some(Secret::new(CLIENT_SECRET)),
+                token_url: Some(format!("http://127.0.0.1:{port}/token")),
+                authorization_url: None,
+                device_authorization_url: None,
+                revocation_url: None,
+                params: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    engine.refresh_state().set_on_demand_attempts(1);
+    put(&engine, CONN, fp.new_family(), 0).await;
+    let e = get(&engine, CONN).await.unwrap_err();
+    assert_eq!(
+        (e.exit_code(), e.code()),
+        (7, "provider_unavailable"),
+        "{e}"
+    );
+    let rec = record(&engine, CONN);
+    assert_eq!(rec.status, Status::TokenExpired);
+    assert_eq!(rec.attempts, 1);
+    assert!(rec.reason.is_some(), "the failure is explained");
+    assert!(rec.due_at.is_some(), "a network error is retried later");
+    assert_eq!(fp.requests(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_gets_make_one_provider_call() {
     let fp = FakeProvider::start().await;
