@@ -182,14 +182,28 @@ async fn connection(
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
     let mut line = Vec::with_capacity(1024);
+    // One idle timer per connection, not one per request: registering and cancelling a
+    // tokio timer on every request costs the timer wheel's lock, which shows at tens of
+    // thousands of requests per second. The timer fires at most once per `idle_timeout`;
+    // when it does, it is pushed to `last_line + idle_timeout` unless that has passed.
+    let mut last_line = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
     loop {
-        line.clear();
+        // `read_line` appends to `line` and consumes only what it appended, so a read
+        // interrupted by the idle timer loses nothing: the next call goes on from there.
         let read = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, read_line(&mut rd, &mut line, MAX_LINE)) => r,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let answer = match read {
-            Err(_) => {
+            r = read_line(&mut rd, &mut line, MAX_LINE) => r,
+            _ = &mut idle => {
+                let deadline = last_line + limits.idle_timeout;
+                if tokio::time::Instant::now() < deadline {
+                    idle.as_mut().reset(deadline);
+                    continue;
+                }
                 let msg = format!(
                     "idle for {} s; closing the connection (reconnect when needed)",
                     limits.idle_timeout.as_secs()
@@ -201,8 +215,11 @@ async fn connection(
                 .await;
                 break;
             }
-            Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => break,
-            Ok(Ok(LineRead::TooLong)) => {
+            _ = &mut stopped => break,
+        };
+        let answer = match read {
+            Err(_) | Ok(LineRead::Eof) => break,
+            Ok(LineRead::TooLong) => {
                 let msg = format!(
                     "request line longer than {} KiB; closing the connection",
                     MAX_LINE / 1024
@@ -214,11 +231,15 @@ async fn connection(
                 .await;
                 break;
             }
-            Ok(Ok(LineRead::Line)) => {
+            Ok(LineRead::Line) => {
+                last_line = tokio::time::Instant::now();
                 if line.iter().all(u8::is_ascii_whitespace) {
+                    line.clear();
                     continue;
                 }
-                answer(&engine, &mut identity, daemon_uid, &line).await
+                let a = answer(&engine, &mut identity, daemon_uid, &line).await;
+                line.clear();
+                a
             }
         };
         let (answer, ok) = answer;
@@ -234,8 +255,18 @@ async fn connection(
     let _ = wr.shutdown().await;
 }
 
+/// Writes `bytes`, giving up after `WRITE_TIMEOUT` if the client does not read. An answer
+/// that fits the socket buffer (nearly all) goes out at once, without arming a timer.
 async fn write(wr: &mut tokio::net::unix::OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes)).await {
+    let done = match wr.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if done == bytes.len() {
+        return Ok(());
+    }
+    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes[done..])).await {
         Ok(r) => r,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
     }

@@ -166,6 +166,27 @@ fn an_idle_connection_is_closed_and_others_are_not() {
     still_serving(&d);
 }
 
+/// The idle timer is one per connection and fires while a line may be half read; the
+/// bytes already read must survive it (the read goes on, nothing is dropped).
+#[test]
+fn a_line_straddling_the_idle_timer_is_answered_whole() {
+    let tv = TestVault::new();
+    two_tenants(&tv);
+    tv.write_config("[daemon]\nidle_timeout_secs = 2\n");
+    let d = Daemon::start(&tv, &[]);
+    let mut c = d.conn();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.code(json!({"op":"hello"})), "ok");
+    // the connection's timer fires 2 s after it opened, between these two halves
+    std::thread::sleep(Duration::from_millis(800));
+    c.send_raw(br#"{"op":"hel"#).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    c.send_raw(b"lo\",\"id\":7}\n").unwrap();
+    let v = c.recv().expect("an answer");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["id"], 7, "{v}");
+}
+
 #[test]
 fn clients_that_vanish_mid_request_do_not_disturb_the_daemon() {
     let tv = TestVault::new();
