@@ -208,6 +208,28 @@ fn main() {
         );
     }
 
+    // BENCH_ONLY=throughput runs only the 32-client rounds; =tv or =echo one round
+    // against one server (for profiling and syscall counts).
+    if let Ok(which @ ("tv" | "echo")) = std::env::var("BENCH_ONLY").as_deref() {
+        let sock = if which == "tv" { &tv_sock } else { &echo_sock };
+        let r = throughput_round(sock, &get_line, 32, 1000);
+        println!("throughput {which}: {r:.0} req/s");
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
+        let (mut tv_tp, mut echo_tp) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            tv_tp.push(throughput_round(&tv_sock, &get_line, 32, 1000));
+            echo_tp.push(throughput_round(&echo_sock, &get_line, 32, 1000));
+        }
+        let (tvm, em) = (median(tv_tp), median(echo_tp));
+        println!(
+            "throughput: get {tvm:.0} req/s, echo {em:.0} req/s, ratio {:.2}x",
+            tvm / em
+        );
+        return;
+    }
+
     // --- 0. where the time goes: the same get without a socket ---
     let n = 20_000;
     let (inproc, dec, enc) = rt.block_on(async {
