@@ -40,6 +40,8 @@ pub struct ProviderConfig {
     pub scope_separator: Option<String>,
     pub default_lifetime_secs: Option<u64>,
     pub refresh_buffer_secs: Option<u64>,
+    /// Refresh-token lifetime when responses do not state it (0: unknown).
+    pub refresh_token_lifetime_secs: Option<u64>,
     pub token_params: Option<BTreeMap<String, String>>,
     pub authorization_params: Option<BTreeMap<String, String>>,
 }

@@ -1062,6 +1062,12 @@ impl Engine {
         let now = self.now();
         let parsed = TokenResponse::from_value(token, now)?;
         let key = id.key();
+        let refresh_expires_at = crate::refresh::ops::refresh_expiry_for(
+            self,
+            &id,
+            parsed.refresh_expires_at,
+            parsed.secrets.refresh_token.is_some(),
+        )?;
         let tx = self.vault.write()?;
         self.require_tenant_exists(&tx, &id.tenant)?;
         let old = tx.connection(&key)?;
@@ -1078,7 +1084,7 @@ impl Engine {
             status_at: now,
             attempts: 0,
             expires_at,
-            refresh_expires_at: parsed.refresh_expires_at,
+            refresh_expires_at,
             due_at,
             scope: parsed.scope.clone(),
             token_type: parsed.token_type.clone(),

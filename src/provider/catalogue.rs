@@ -64,6 +64,10 @@ pub struct Provider {
     pub scope_separator: String,
     pub default_lifetime_secs: u64,
     pub refresh_buffer_secs: u64,
+    /// How long a refresh token lives when the response does not say
+    /// (`refresh_token_expires_in`), for the expiry warning of SPEC §5.3; `None`: unknown.
+    #[serde(default)]
+    pub refresh_token_lifetime_secs: Option<u64>,
     pub token_params: BTreeMap<String, String>,
     pub authorization_params: BTreeMap<String, String>,
 }
@@ -86,6 +90,7 @@ fn base(name: &str, kind: ProviderKind) -> Provider {
         scope_separator: " ".into(),
         default_lifetime_secs: DEFAULT_LIFETIME_SECS,
         refresh_buffer_secs: DEFAULT_BUFFER_SECS,
+        refresh_token_lifetime_secs: None,
         token_params: BTreeMap::new(),
         authorization_params: BTreeMap::new(),
     }
@@ -131,6 +136,9 @@ pub fn builtins() -> Vec<Provider> {
     p.device_authorization_url =
         s("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/devicecode");
     p.default_scopes = vec!["offline_access".into()];
+    // Entra ID refresh tokens last 90 days (24 h for single-page apps), and the token
+    // response does not say so.
+    p.refresh_token_lifetime_secs = Some(90 * 86_400);
     out.push(p);
 
     let mut p = base("github", ProviderKind::Pat);
@@ -182,6 +190,10 @@ fn apply(p: &mut Provider, c: &ProviderConfig) -> Result<()> {
     }
     if let Some(v) = c.refresh_buffer_secs {
         p.refresh_buffer_secs = v;
+    }
+    if let Some(v) = c.refresh_token_lifetime_secs {
+        // 0 turns a built-in default off (lifetime unknown)
+        p.refresh_token_lifetime_secs = (v > 0).then_some(v);
     }
     if let Some(v) = &c.token_params {
         p.token_params.extend(v.clone());
@@ -284,6 +296,15 @@ pub fn template(url: &str, params: &BTreeMap<String, String>, provider: &str) ->
 }
 
 impl Provider {
+    /// When a refresh token received at `now` expires: what the response said, else this
+    /// provider's default lifetime, else unknown.
+    pub fn refresh_expiry(&self, now: i64, stated: Option<i64>) -> Option<i64> {
+        stated.or_else(|| {
+            self.refresh_token_lifetime_secs
+                .map(|s| now.saturating_add(s as i64))
+        })
+    }
+
     pub fn endpoints(&self, client: Option<&ClientRecord>) -> Result<Endpoints> {
         let empty = BTreeMap::new();
         let params = client.map(|c| &c.params).unwrap_or(&empty);
@@ -336,6 +357,35 @@ impl Provider {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_token_lifetimes_default_and_override() {
+        let c = Config::default();
+        let ms = lookup(&c, "microsoft").unwrap();
+        assert_eq!(ms.refresh_token_lifetime_secs, Some(90 * 86_400));
+        assert_eq!(ms.refresh_expiry(1000, None), Some(1000 + 90 * 86_400));
+        assert_eq!(
+            ms.refresh_expiry(1000, Some(5000)),
+            Some(5000),
+            "stated wins"
+        );
+        assert_eq!(
+            lookup(&c, "spotify").unwrap().refresh_expiry(1000, None),
+            None
+        );
+        let c = Config::parse(
+            "[providers.microsoft]\nrefresh_token_lifetime_secs = 0\n[providers.spotify]\nrefresh_token_lifetime_secs = 86400\n",
+        )
+        .unwrap();
+        assert_eq!(
+            lookup(&c, "microsoft").unwrap().refresh_token_lifetime_secs,
+            None
+        );
+        assert_eq!(
+            lookup(&c, "spotify").unwrap().refresh_token_lifetime_secs,
+            Some(86_400)
+        );
+    }
 
     #[test]
     fn builtins_have_their_auth_methods() {

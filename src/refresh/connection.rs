@@ -231,7 +231,12 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
             }
             Got::Tokens(resp) => {
                 let old = tx.secrets(&job_key, &cur)?;
-                let rotated = resp.secrets.refresh_token.is_some();
+                // a new refresh token, not the same one restated: its lifetime starts now
+                let fresh_refresh_token = resp.secrets.refresh_token.as_ref().is_some_and(|n| {
+                    old.refresh_token
+                        .as_ref()
+                        .is_none_or(|o| o.expose() != n.expose())
+                });
                 let mut extra = resp.secrets.extra;
                 if let Some(m) = old.extra.get(GRANT_MARKER) {
                     extra.insert(GRANT_MARKER.into(), m.clone());
@@ -247,9 +252,12 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
                 let (exp, due) = plan(&provider, now, resp.expires_at, renewable, u);
                 cur.expires_at = exp;
                 cur.due_at = due;
-                // a rotated token's expiry is the response's (unknown = none); a kept
-                // token keeps its expiry unless the response restates it
-                if rotated || resp.refresh_expires_at.is_some() {
+                // a new refresh token's expiry is the response's, else the provider's
+                // default lifetime (unknown = none); a kept or restated token keeps its
+                // expiry unless the response states one
+                if fresh_refresh_token {
+                    cur.refresh_expires_at = provider.refresh_expiry(now, resp.refresh_expires_at);
+                } else if resp.refresh_expires_at.is_some() {
                     cur.refresh_expires_at = resp.refresh_expires_at;
                 }
                 if let Some(rx) = cur.refresh_expires_at

@@ -61,6 +61,22 @@ pub fn plan_for(
     ))
 }
 
+/// The refresh-token expiry to store for a token just received: the response's
+/// `refresh_token_expires_in`, else the provider's default lifetime when the response
+/// carried a refresh token (SPEC §5.3).
+pub fn refresh_expiry_for(
+    engine: &Engine,
+    id: &ConnectionId,
+    stated: Option<i64>,
+    has_refresh_token: bool,
+) -> Result<Option<i64>> {
+    if stated.is_some() || !has_refresh_token {
+        return Ok(stated);
+    }
+    let p = catalogue::lookup(&engine.config(), &id.provider)?;
+    Ok(p.refresh_expiry(engine.now(), None))
+}
+
 pub fn provider_list(engine: &Engine) -> Result<Response> {
     Ok(Response::Providers {
         providers: catalogue::catalogue(&engine.config())?,
@@ -461,6 +477,12 @@ fn store_new(
     }
     let renewable = resp.secrets.refresh_token.is_some() || grant.is_some();
     let (expires_at, due_at) = plan_for(engine, id, resp.expires_at, renewable)?;
+    let refresh_expires_at = refresh_expiry_for(
+        engine,
+        id,
+        resp.refresh_expires_at,
+        resp.secrets.refresh_token.is_some(),
+    )?;
     let tx = engine.vault().write()?;
     if tx.tenant(&id.tenant)?.is_none() {
         return Err(Error::not_found("tenant", id.tenant.clone()));
@@ -472,7 +494,7 @@ fn store_new(
         status_at: now,
         attempts: 0,
         expires_at,
-        refresh_expires_at: resp.refresh_expires_at,
+        refresh_expires_at,
         due_at,
         scope: resp.scope.clone(),
         token_type: resp.token_type.clone(),

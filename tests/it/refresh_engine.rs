@@ -766,3 +766,50 @@ async fn metrics_count_refreshes_by_outcome_and_their_latency() {
         .count();
     assert_eq!(refresh_lines, 2, "{text}");
 }
+
+/// SPEC §5.3: when a response does not state `refresh_token_expires_in`, the provider's
+/// default refresh-token lifetime is tracked, restarted by each new (rotated) refresh
+/// token, and warned about ahead.
+#[tokio::test]
+async fn provider_default_refresh_token_lifetime_is_tracked_and_warned_about() {
+    let fp = FakeProvider::start().await;
+    let (_tv, engine) = setup(&fp, "spotify").await;
+    let mut cfg = tokenvault::config::Config::default();
+    cfg.providers.insert(
+        "spotify".into(),
+        tokenvault::config::ProviderConfig {
+            token_url: Some(fp.token_url()),
+            refresh_token_lifetime_secs: Some(3 * 86_400),
+            ..Default::default()
+        },
+    );
+    engine.set_config(cfg);
+    put(&engine, CONN, fp.new_family(), 3600).await;
+    let t0 = engine.now();
+    let rec = record(&engine, CONN);
+    let rx = rec
+        .refresh_expires_at
+        .expect("the provider default applies on put");
+    assert!((rx - (t0 + 3 * 86_400)).abs() <= 2, "{rx} vs {t0}");
+    // a put without a refresh token has no refresh-token expiry
+    put(
+        &engine,
+        "acme/spotify/pat",
+        serde_json::json!({"access_token": "x"}),
+        3600,
+    )
+    .await;
+    assert_eq!(record(&engine, "acme/spotify/pat").refresh_expires_at, None);
+    // a refresh that rotates the refresh token restarts its lifetime and warns (< 7 days)
+    put(&engine, CONN, fp.new_family(), 0).await;
+    get(&engine, CONN).await.unwrap();
+    let rec = record(&engine, CONN);
+    let now = engine.now();
+    let rx = rec.refresh_expires_at.expect("tracked after the refresh");
+    assert!((rx - (now + 3 * 86_400)).abs() <= 2);
+    let reason = rec.reason.unwrap_or_default();
+    assert!(
+        reason.contains("refresh token expires in 3 day(s)"),
+        "{reason}"
+    );
+}
