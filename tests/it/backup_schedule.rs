@@ -157,7 +157,15 @@ fn serve_takes_scheduled_backups_and_status_shows_them() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let out = tv.daemon_cmd().args(["status", "--json"]).output().unwrap();
+    let human = tv.daemon_cmd().arg("status").output().unwrap();
     let (status, _) = d.stop();
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    let line = human
+        .lines()
+        .find(|l| l.starts_with("last backup:"))
+        .unwrap_or_else(|| panic!("no backup line in status:\n{human}"));
+    assert!(line.contains(" ok ") && line.contains("served-backups"), "{line}");
+    assert!(human.lines().any(|l| l.starts_with("next backup:")), "{human}");
     assert!(status.success());
     let files = scheduled_files(&dir);
     assert_eq!(files.len(), 2, "{files:?}\n{}", d.log());
