@@ -238,12 +238,20 @@ fn a_vault_held_open_by_another_process_is_exit_3_naming_the_cause() {
     let tv = TestVault::new();
     seed(&tv);
     let engine = tv.engine(); // holds the file open, as a daemon would
-    let out = tv.cmd().arg("list").output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("in use by another process"),
-        "{}",
-        stderr(&out)
+    let before = std::fs::read(&tv.path).unwrap();
+    for args in [&["list"][..], &["tenant", "add", "x"], &["rekey"]] {
+        let out = tv.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("in use by another process"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        before,
+        std::fs::read(&tv.path).unwrap(),
+        "a refused open changed the file"
     );
     drop(engine);
     tv.cmd().arg("list").assert().success();
