@@ -264,18 +264,15 @@ fn passphrase_backup_through_the_binary() {
     assert!(stderr(&out).contains("age-keygen -y"));
 }
 
-/// On a terminal (a pty from util-linux `script`), a large export draws a progress bar on
-/// stderr; the same export off a terminal is quiet (checked in the first test).
-#[test]
-fn large_export_shows_progress_on_a_terminal() {
-    if std::process::Command::new("script")
+fn script_available() -> bool {
+    std::process::Command::new("script")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    }
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A vault above the progress threshold (2 tenants × 3000 connections and more).
+fn large() -> TestVault {
     let tv = TestVault::new();
     fill(
         &tokenvault::vault::Vault::open(&tv.path, &tokenvault::secret::Secret::new(PASSPHRASE))
@@ -285,15 +282,18 @@ fn large_export_shows_progress_on_a_terminal() {
             ..Fill::default()
         },
     );
-    let (_id, _text, recipient) = identity();
-    let file = tv.dir.path().join("big.age");
+    tv
+}
+
+/// Runs the real binary on `tv` inside a pty (util-linux `script`), so its stderr is a
+/// terminal; returns whether it succeeded and everything the terminal showed.
+fn on_a_pty(tv: &TestVault, args: &[&std::ffi::OsStr]) -> (bool, String) {
     let bin = assert_cmd::cargo::cargo_bin("tokenvault");
-    let line = format!(
-        "{} backup export {} --recipient {}",
-        bin.display(),
-        file.display(),
-        recipient
-    );
+    let mut line = bin.display().to_string();
+    for a in args {
+        line.push(' ');
+        line.push_str(&a.to_string_lossy());
+    }
     let out = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env_clear()
@@ -309,9 +309,146 @@ fn large_export_shows_progress_on_a_terminal() {
         .env("TOKENVAULT_PASSPHRASE_FILE", &tv.pass_file)
         .output()
         .unwrap();
-    let all = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{all}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The end of a terminal transcript, for failure messages (a bar redraws thousands of times).
+fn tail(all: &str) -> &str {
+    let mut from = all.len().saturating_sub(800);
+    while !all.is_char_boundary(from) {
+        from += 1;
+    }
+    &all[from..]
+}
+
+/// On a terminal (a pty from util-linux `script`), a large export draws a progress bar on
+/// stderr; off a terminal the same export is quiet (`large_backups_are_quiet_off_a_terminal`).
+#[test]
+fn large_export_shows_progress_on_a_terminal() {
+    if !script_available() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let tv = large();
+    let (_id, _text, recipient) = identity();
+    let file = tv.dir.path().join("big.age");
+    let (ok, all) = on_a_pty(
+        &tv,
+        &[
+            "backup".as_ref(),
+            "export".as_ref(),
+            file.as_os_str(),
+            "--recipient".as_ref(),
+            recipient.as_ref(),
+        ],
+    );
+    assert!(ok, "{}", tail(&all));
     assert!(file.exists());
-    // the bar's template: "export [====>   ] 1234/6019 records (…/s, …)"
-    assert!(all.contains(" records ("), "no progress bar drawn: {all:?}");
+    // the bar's template: "    export [====>   ] 1234/6019 records (…/s, …)"
+    assert!(
+        all.contains("export ["),
+        "no export bar drawn: {:?}",
+        tail(&all)
+    );
+    assert!(
+        all.contains(" records ("),
+        "no progress bar drawn: {:?}",
+        tail(&all)
+    );
+}
+
+/// Issue 6 point 4: restoring a large backup on a terminal draws the restore bar (after
+/// the verify pass's), and the restore really lands.
+#[test]
+fn large_restore_shows_progress_on_a_terminal() {
+    if !script_available() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let src = large();
+    let (_id, id_text, recipient) = identity();
+    let file = src.dir.path().join("big.age");
+    src.cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", &recipient])
+        .assert()
+        .success();
+    let dst = TestVault::new();
+    let id_file = dst.file("id.txt", id_text.as_bytes());
+    let (ok, all) = on_a_pty(
+        &dst,
+        &[
+            "backup".as_ref(),
+            "restore".as_ref(),
+            file.as_os_str(),
+            "--identity".as_ref(),
+            id_file.as_os_str(),
+        ],
+    );
+    assert!(ok, "{}", tail(&all));
+    // "   restore [====>   ] 1234/6019 records (…/s, …)"
+    assert!(
+        all.contains("restore ["),
+        "no restore bar drawn: {:?}",
+        tail(&all)
+    );
+    assert!(
+        all.contains(" records ("),
+        "no progress bar drawn: {:?}",
+        tail(&all)
+    );
+    let out = dst.cmd().args(["list", "beta", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3000));
+}
+
+/// Issue 6 point 4, "quiet otherwise": the same large export and restore with stderr piped
+/// (not a terminal) print nothing on stderr — no bar, no carriage returns.
+#[test]
+fn large_backups_are_quiet_off_a_terminal() {
+    let src = large();
+    let (_id, id_text, recipient) = identity();
+    let file = src.dir.path().join("big.age");
+    let out = src
+        .cmd()
+        .args(["backup", "export"])
+        .arg(&file)
+        .args(["--recipient", &recipient])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "export drew on a pipe");
+    let rep = stdout(&out);
+    assert!(
+        !rep.contains(" records (") && !rep.contains('\r'),
+        "{rep:?}"
+    );
+
+    let dst = TestVault::new();
+    let id_file = dst.file("id.txt", id_text.as_bytes());
+    let out = dst
+        .cmd()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--identity")
+        .arg(&id_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "restore drew on a pipe");
+    let rep = stdout(&out);
+    assert!(
+        !rep.contains(" records (") && !rep.contains('\r'),
+        "{rep:?}"
+    );
+    // the restore landed (the filler's statuses vary, so `show`, not `get`)
+    dst.cmd()
+        .args(["show", "beta/spotify/user-002999"])
+        .assert()
+        .success();
 }

@@ -2,10 +2,12 @@
 //! code, and loses nothing.
 
 use crate::support::*;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokenvault::engine::{Request, Response};
-use tokenvault::vault::records::ConnectionRecord;
-use tokenvault::vault::schema::{CONNECTIONS, META};
+use tokenvault::secret::Secret;
+use tokenvault::vault::Vault;
+use tokenvault::vault::records::{AppleKeyRecord, ClientRecord, ConnectionRecord};
+use tokenvault::vault::schema::{APPLE_KEYS, CLIENTS, CONNECTIONS, META, TENANT_KEYS};
 
 fn seed(tv: &TestVault) {
     tv.cmd().args(["tenant", "add", "acme"]).assert().success();
@@ -344,10 +346,13 @@ fn newer_format_is_refused_with_advice() {
     assert_eq!(before, std::fs::read(&tv.path).unwrap());
 }
 
-fn all_connection_bytes(tv: &TestVault) -> Vec<(String, Vec<u8>)> {
+/// A table's rows as raw (key, value bytes).
+type Rows = Vec<(String, Vec<u8>)>;
+
+fn table_bytes(tv: &TestVault, table: TableDefinition<&str, &[u8]>) -> Rows {
     let db = redb::ReadOnlyDatabase::open(&tv.path).unwrap();
     let r = db.begin_read().unwrap();
-    let t = r.open_table(CONNECTIONS).unwrap();
+    let t = r.open_table(table).unwrap();
     t.iter()
         .unwrap()
         .map(|e| {
@@ -357,33 +362,23 @@ fn all_connection_bytes(tv: &TestVault) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn passwd_rewrites_no_record_and_the_old_passphrase_stops_working() {
-    let tv = TestVault::new();
-    seed(&tv);
-    let records = all_connection_bytes(&tv);
-    let newp = tv.file("newpass", b"a much better passphrase\n");
-    tv.cmd()
-        .args(["passwd", "--new-passphrase-file"])
-        .arg(&newp)
-        .assert()
-        .success();
-    assert_eq!(records, all_connection_bytes(&tv), "passwd rewrote records");
-    let out = get(&tv, "acme/spotify/alice");
-    assert_eq!(out.status.code(), Some(3));
-    let out = tv
-        .cmd()
-        .env("TOKENVAULT_PASSPHRASE_FILE", &newp)
-        .args(["get", "acme/spotify/alice"])
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&out), "AT-alice\n", "{}", stderr(&out));
+fn all_connection_bytes(tv: &TestVault) -> Rows {
+    table_bytes(tv, CONNECTIONS)
 }
 
-#[tokio::test]
-async fn rekey_reseals_everything_under_a_new_term() {
-    let tv = TestVault::new();
-    seed(&tv);
+/// Every table holding sealed values or key hashes, as raw bytes.
+fn sealed_tables(tv: &TestVault) -> Vec<(&'static str, Rows)> {
+    vec![
+        ("connections", table_bytes(tv, CONNECTIONS)),
+        ("clients", table_bytes(tv, CLIENTS)),
+        ("tenant_keys", table_bytes(tv, TENANT_KEYS)),
+        ("apple_keys", table_bytes(tv, APPLE_KEYS)),
+    ]
+}
+
+/// A client with a sealed secret, a tenant key and an Apple signing key (fixture) in
+/// tenant `acme`, through the binary.
+fn seed_secrets(tv: &TestVault) {
     let secret = tv.file("cs", b"client-secret-value");
     tv.cmd()
         .args([
@@ -398,7 +393,75 @@ async fn rekey_reseals_everything_under_a_new_term() {
         .arg(&secret)
         .assert()
         .success();
+    tv.cmd()
+        .args(["tenant", "key", "issue", "acme", "--label", "ci"])
+        .assert()
+        .success();
+    tv.cmd()
+        .args(["apple", "key", "add", "acme", "--team-id", apple::TEAM])
+        .args(["--key-id", apple::KEY1, "--p8"])
+        .arg(apple::fixture("AuthKey_KEY1AAAAAA.p8"))
+        .assert()
+        .success();
+}
+
+#[test]
+fn passwd_rewrites_no_record_and_the_old_passphrase_stops_working() {
+    let tv = TestVault::new();
+    seed(&tv);
+    seed_secrets(&tv);
+    let records = sealed_tables(&tv);
+    for (table, rows) in &records {
+        assert!(!rows.is_empty(), "nothing seeded in {table}");
+    }
+    let newp = tv.file("newpass", b"a much better passphrase\n");
+    tv.cmd()
+        .args(["passwd", "--new-passphrase-file"])
+        .arg(&newp)
+        .assert()
+        .success();
+    for ((table, before), (_, after)) in records.iter().zip(sealed_tables(&tv)) {
+        assert_eq!(before, &after, "passwd rewrote records of {table}");
+    }
+    let out = get(&tv, "acme/spotify/alice");
+    assert_eq!(out.status.code(), Some(3));
+    let out = tv
+        .cmd()
+        .env("TOKENVAULT_PASSPHRASE_FILE", &newp)
+        .args(["get", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "AT-alice\n", "{}", stderr(&out));
+    // the untouched sealed client secret and Apple key still open under the new passphrase
+    let v = Vault::open(&tv.path, &Secret::new("a much better passphrase")).unwrap();
+    let rx = v.read().unwrap();
+    let client = rx.client("acme", "spotify").unwrap().unwrap();
+    assert_eq!(
+        rx.client_secret("acme", "spotify", &client)
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "client-secret-value"
+    );
+    drop(rx);
+    drop(v);
+    let out = tv
+        .cmd()
+        .env("TOKENVAULT_PASSPHRASE_FILE", &newp)
+        .args(["apple", "token", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    apple::verify(stdout(&out).trim(), apple::KEY1);
+}
+
+#[tokio::test]
+async fn rekey_reseals_everything_under_a_new_term() {
+    let tv = TestVault::new();
+    seed(&tv);
+    seed_secrets(&tv);
     let before = all_connection_bytes(&tv);
+    let clients_before = table_bytes(&tv, CLIENTS);
     tv.cmd()
         .arg("rekey")
         .assert()
@@ -410,6 +473,22 @@ async fn rekey_reseals_everything_under_a_new_term() {
         let rec: ConnectionRecord = rmp_serde::from_slice(bytes).unwrap();
         assert_eq!(rec.secrets.term, 2);
     }
+    // the client record's sealed secret and the Apple key are re-sealed under term 2 too
+    let clients_after = table_bytes(&tv, CLIENTS);
+    assert_ne!(clients_before, clients_after);
+    for (key, bytes) in &clients_after {
+        let rec: ClientRecord = rmp_serde::from_slice(bytes).unwrap();
+        assert_eq!(rec.secret.map(|s| s.term), Some(2), "client {key}");
+    }
+    let apple_after = table_bytes(&tv, APPLE_KEYS);
+    assert!(!apple_after.is_empty());
+    for (key, bytes) in &apple_after {
+        let rec: AppleKeyRecord = rmp_serde::from_slice(bytes).unwrap();
+        assert_eq!(rec.private_key.term, 2, "apple key {key}");
+    }
+    let out = tv.cmd().args(["apple", "token", "acme"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    apple::verify(stdout(&out).trim(), apple::KEY1);
     for (c, t) in [
         ("acme/spotify/alice", "AT-alice"),
         ("other/spotify/alice", "AT-other"),

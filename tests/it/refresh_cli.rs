@@ -260,3 +260,239 @@ fn missing_client_secret_is_a_configuration_error_without_a_provider_call() {
     assert_eq!(show(&tv)["status"], "error");
     assert_eq!(fp.requests(), 0, "the provider must receive no request");
 }
+
+/// One HTTP/1.1 GET over a plain std socket (the "browser"): status, `Location`, body.
+fn http_get(url: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let u = url::Url::parse(url).unwrap();
+    let host = u.host_str().unwrap().to_owned();
+    let port = u.port().unwrap();
+    assert_eq!(host, "127.0.0.1", "the test must stay on loopback: {url}");
+    let mut s = std::net::TcpStream::connect((host.as_str(), port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    };
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_owned())
+    });
+    (status, location, body.to_owned())
+}
+
+/// A running `connect --flow code` through the real binary: the child, its stderr lines
+/// as they come, and the authorisation URL it printed.
+struct Connect {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    url: url::Url,
+}
+
+impl Connect {
+    fn start(tv: &TestVault) -> Connect {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = tv
+            .std_cmd()
+            .args(["connect", "acme/spotify/alice", "--flow", "code"])
+            .args(["--scope", "user-read-email", "--timeout", "30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let url = loop {
+            let l = lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("no authorisation URL printed ({e}): {seen:?}"));
+            seen.push(l.clone());
+            if l.starts_with("http") {
+                break url::Url::parse(l.trim()).unwrap();
+            }
+        };
+        Connect {
+            child,
+            lines,
+            seen,
+            url,
+        }
+    }
+
+    fn param(&self, name: &str) -> String {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {}", self.url))
+    }
+
+    /// Waits (bounded) for the command to end: its exit code, stdout and whole stderr.
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("connect did not end: {:?}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        while let Ok(l) = self.lines.recv_timeout(std::time::Duration::from_secs(10)) {
+            self.seen.push(l);
+        }
+        (status.code(), out, self.seen.join("\n"))
+    }
+}
+
+fn code_flow_setup(fp: &FakeProvider) -> TestVault {
+    let tv = TestVault::new();
+    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
+    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
+    tv.cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
+        .arg("--client-secret-file")
+        .arg(&secret)
+        .args(["--token-url", &fp.token_url()])
+        .args(["--authorization-url", &fp.url("/authorize")])
+        .assert()
+        .success();
+    tv
+}
+
+/// Issue 3 point 6 / SPEC §5.6 through the binary: the printed URL asks for PKCE S256 with
+/// a state and a loopback redirect; a redirect carrying a forged state is refused even with
+/// a code the provider really issued: nothing is exchanged, nothing stored, exit 2.
+#[test]
+fn connect_code_flow_refuses_a_redirect_with_the_wrong_state() {
+    let fp = FakeProvider::start_background();
+    let tv = code_flow_setup(&fp);
+    let c = Connect::start(&tv);
+    assert_eq!(
+        c.url.as_str().split('?').next(),
+        Some(fp.url("/authorize").as_str())
+    );
+    assert_eq!(c.param("response_type"), "code");
+    assert_eq!(c.param("client_id"), CLIENT_ID);
+    assert_eq!(c.param("code_challenge_method"), "S256");
+    let challenge = c.param("code_challenge");
+    assert_eq!(challenge.len(), 43, "base64url of a SHA-256: {challenge}");
+    assert!(
+        challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let state = c.param("state");
+    assert!(state.len() >= 16, "a guessable state: {state}");
+    let redirect = url::Url::parse(&c.param("redirect_uri")).unwrap();
+    assert_eq!(redirect.scheme(), "http");
+    assert_eq!(redirect.host_str(), Some("127.0.0.1"));
+    assert_eq!(redirect.path(), "/callback");
+    assert!(redirect.port().is_some_and(|p| p != 0));
+
+    // the provider issues a real code, but the redirect arrives with another state
+    let (status, location, _) = http_get(c.url.as_str());
+    assert_eq!(status, 302);
+    let mut back = url::Url::parse(&location.unwrap()).unwrap();
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    back.query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", "forged-state-0123456789");
+    let (status, _, body) = http_get(back.as_str());
+    assert_eq!(status, 200);
+    assert!(body.contains("authorisation failed"), "{body}");
+    let (code_, out, err) = c.finish();
+    assert_eq!(code_, Some(2), "{err}");
+    assert!(err.contains("state does not match"), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(fp.requests(), 0, "the code was exchanged despite the state");
+    tv.cmd()
+        .args(["get", "acme/spotify/alice"])
+        .assert()
+        .code(4);
+}
+
+/// Issue 3 point 6 through the binary: following the printed URL (provider → loopback
+/// redirect with code and state) completes the flow; the exchange carries the PKCE
+/// verifier of the printed challenge, and `get` prints the provider's token. A stray
+/// request to another path on the listener is answered 404 and does not end the wait.
+#[test]
+fn connect_code_flow_through_the_binary_stores_the_providers_token() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let fp = FakeProvider::start_background();
+    let tv = code_flow_setup(&fp);
+    let c = Connect::start(&tv);
+    let redirect = url::Url::parse(&c.param("redirect_uri")).unwrap();
+    let (status, _, _) = http_get(redirect.join("/favicon.ico").unwrap().as_str());
+    assert_eq!(status, 404);
+    let (status, location, _) = http_get(c.url.as_str());
+    assert_eq!(status, 302);
+    let location = location.unwrap();
+    assert!(location.starts_with(redirect.as_str()), "{location}");
+    let (status, _, body) = http_get(&location);
+    assert_eq!(status, 200);
+    assert!(body.contains("authorised"), "{body}");
+    let challenge = c.param("code_challenge");
+    let redirect_uri = c.param("redirect_uri");
+    let (code, _out, err) = c.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let form = fp.with(|s| s.last_form.clone());
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["redirect_uri"], redirect_uri);
+    let verifier = &form["code_verifier"];
+    assert_eq!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes())),
+        challenge
+    );
+    let out = tv
+        .cmd()
+        .args(["get", "acme/spotify/alice"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "at-1-0\n", "{}", stderr(&out));
+}
