@@ -164,8 +164,14 @@ fn serve_takes_scheduled_backups_and_status_shows_them() {
         .lines()
         .find(|l| l.starts_with("last backup:"))
         .unwrap_or_else(|| panic!("no backup line in status:\n{human}"));
-    assert!(line.contains(" ok ") && line.contains("served-backups"), "{line}");
-    assert!(human.lines().any(|l| l.starts_with("next backup:")), "{human}");
+    assert!(
+        line.contains(" ok ") && line.contains("served-backups"),
+        "{line}"
+    );
+    assert!(
+        human.lines().any(|l| l.starts_with("next backup:")),
+        "{human}"
+    );
     assert!(status.success());
     let files = scheduled_files(&dir);
     assert_eq!(files.len(), 2, "{files:?}\n{}", d.log());
