@@ -149,18 +149,9 @@ fn a_command_aimed_at_another_vault_does_not_go_to_the_daemon() {
 /// both when the CLI opens the file itself and through a live daemon.
 #[test]
 fn health_exits_1_while_a_connection_needs_reauth() {
-    use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+    use crate::support::fake_provider::{Canned, FakeProvider};
     let fp = FakeProvider::start_background();
-    let tv = TestVault::new();
-    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
-    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
-    tv.cmd()
-        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args(["--token-url", &fp.token_url()])
-        .assert()
-        .success();
+    let tv = crate::support::fake_provider::cli_vault_with_spotify_client(&fp, &[]);
     for conn in ["acme/spotify/alice", "acme/spotify/bob"] {
         tv.cmd()
             .args(["put", conn])

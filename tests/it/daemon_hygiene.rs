@@ -117,11 +117,10 @@ fn no_secret_reaches_the_daemon_log_at_debug_level() {
 /// passphrase reaches the log.
 #[test]
 fn refreshes_and_provider_errors_leave_no_secret_in_the_daemon_log() {
-    use crate::support::fake_provider::{CLIENT_ID, Canned, FakeProvider};
+    use crate::support::fake_provider::{Canned, FakeProvider};
     use crate::support::webhook::Receiver;
     use std::time::Duration;
     use tokenvault::Request;
-    use tokenvault::secret::Secret;
     // every token the provider issues starts with this
     let tok = "HYGRT-3e9d71-";
     let cs = "CS-HYGREF-81f0c2b7";
@@ -143,17 +142,7 @@ fn refreshes_and_provider_errors_leave_no_secret_in_the_daemon_log() {
         Request::TenantAdd {
             name: "acme".into(),
         },
-        Request::ClientSet {
-            tenant: "acme".into(),
-            provider: "spotify".into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Some(Secret::new(cs)),
-            token_url: Some(fp.token_url()),
-            authorization_url: None,
-            device_authorization_url: None,
-            revocation_url: None,
-            params: Default::default(),
-        },
+        crate::support::fake_provider::spotify_client_request(&fp, cs),
     ];
     for a in ["alice", "bob", "carol"] {
         reqs.push(Request::Put {

@@ -247,26 +247,15 @@ fn tells_systemd_when_ready() {
 /// token it had (the abandoned refresh committed nothing).
 #[test]
 fn sigterm_abandons_a_refresh_in_flight_within_the_grace_period() {
-    use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+    use crate::support::fake_provider::{CLIENT_SECRET, Canned, FakeProvider};
     use tokenvault::Request;
-    use tokenvault::secret::Secret;
     let fp = FakeProvider::start_background();
     let tv = TestVault::new();
     tv.setup(vec![
         Request::TenantAdd {
             name: "acme".into(),
         },
-        Request::ClientSet {
-            tenant: "acme".into(),
-            provider: "spotify".into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Some(Secret::new(CLIENT_SECRET)),
-            token_url: Some(fp.token_url()),
-            authorization_url: None,
-            device_authorization_url: None,
-            revocation_url: None,
-            params: Default::default(),
-        },
+        crate::support::fake_provider::spotify_client_request(&fp, CLIENT_SECRET),
         Request::Put {
             connection: "acme/spotify/alice".into(),
             token: fp.new_family(),

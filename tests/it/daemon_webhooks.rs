@@ -1,13 +1,12 @@
 //! SPEC §6 webhooks through a real `serve`: the `[[webhooks]]` of the config file, a real
 //! status change caused by the provider, a receiving server on 127.0.0.1.
 
-use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+use crate::support::fake_provider::{CLIENT_SECRET, Canned, FakeProvider};
 use crate::support::webhook::{Receiver, signature};
 use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
 use tokenvault::Request;
-use tokenvault::secret::Secret;
 
 #[test]
 fn a_status_change_in_the_daemon_posts_one_signed_event_without_secrets() {
@@ -27,17 +26,7 @@ fn a_status_change_in_the_daemon_posts_one_signed_event_without_secrets() {
         Request::TenantAdd {
             name: "acme".into(),
         },
-        Request::ClientSet {
-            tenant: "acme".into(),
-            provider: "spotify".into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: Some(Secret::new(CLIENT_SECRET)),
-            token_url: Some(fp.token_url()),
-            authorization_url: None,
-            device_authorization_url: None,
-            revocation_url: None,
-            params: Default::default(),
-        },
+        crate::support::fake_provider::spotify_client_request(&fp, CLIENT_SECRET),
         Request::Put {
             connection: "acme/spotify/alice".into(),
             token: fp.new_family(),

@@ -2,21 +2,13 @@
 //! refreshing on demand, `refresh CONNECTION | --due | --tenant`, exit codes of §5.4.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, Canned, FakeProvider};
+use crate::support::fake_provider::{
+    CLIENT_ID, Canned, FakeProvider, cli_vault_with_spotify_client,
+};
 use crate::support::*;
 
 fn setup(fp: &FakeProvider) -> TestVault {
-    let tv = TestVault::new();
-    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
-    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
-    tv.cmd()
-        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args(["--token-url", &fp.token_url()])
-        .assert()
-        .success();
-    tv
+    cli_vault_with_spotify_client(fp, &[])
 }
 
 fn put(tv: &TestVault, conn: &str, mut token: serde_json::Value, expires_in: i64) {
@@ -384,18 +376,7 @@ impl Connect {
 }
 
 fn code_flow_setup(fp: &FakeProvider) -> TestVault {
-    let tv = TestVault::new();
-    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
-    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
-    tv.cmd()
-        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args(["--token-url", &fp.token_url()])
-        .args(["--authorization-url", &fp.url("/authorize")])
-        .assert()
-        .success();
-    tv
+    cli_vault_with_spotify_client(fp, &["--authorization-url", &fp.url("/authorize")])
 }
 
 /// Issue 3 point 6 / SPEC §5.6 through the binary: the printed URL asks for PKCE S256 with

@@ -4,7 +4,7 @@
 //! commit) is intact: the stored generation is never older than the last acknowledged one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::fake_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider};
+use crate::support::fake_provider::FakeProvider;
 use crate::support::*;
 use rand::Rng;
 use std::io::BufRead;
@@ -35,18 +35,9 @@ fn sigkill_during_refreshes_never_loses_an_acknowledged_rotation() {
     let fp = FakeProvider::start_background();
     // A provider that tolerates one retry of the previous token (what a refresh killed
     // after the provider rotated but before our commit presents), so the loop can go on;
-    // without it that connection would turn needs_reauth (docs/security-refresh.md).
+    // without it that connection would turn needs_reauth (docs/security.md).
     fp.with(|s| s.grace_previous = true);
-    let tv = TestVault::new();
-    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
-    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
-    tv.cmd()
-        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args(["--token-url", &fp.token_url()])
-        .assert()
-        .success();
+    let tv = crate::support::fake_provider::cli_vault_with_spotify_client(&fp, &[]);
     tv.cmd()
         .args(["put", CONN])
         .write_stdin(fp.new_family().to_string())

@@ -440,3 +440,36 @@ impl FakeProvider {
         f(&mut self.state.lock().unwrap())
     }
 }
+
+/// A fresh vault with tenant `acme` and its `spotify` client aimed at `fp`, set up through
+/// the binary (`client set … --token-url`, then `extra` arguments such as
+/// `--authorization-url`).
+pub fn cli_vault_with_spotify_client(fp: &FakeProvider, extra: &[&str]) -> super::TestVault {
+    let tv = super::TestVault::new();
+    tv.cmd().args(["tenant", "add", "acme"]).assert().success();
+    let secret = tv.file("client-secret", CLIENT_SECRET.as_bytes());
+    tv.cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", CLIENT_ID])
+        .arg("--client-secret-file")
+        .arg(&secret)
+        .args(["--token-url", &fp.token_url()])
+        .args(extra)
+        .assert()
+        .success();
+    tv
+}
+
+/// The engine request setting `acme`'s `spotify` client to `fp` with `secret`.
+pub fn spotify_client_request(fp: &FakeProvider, secret: &str) -> tokenvault::Request {
+    tokenvault::Request::ClientSet {
+        tenant: "acme".into(),
+        provider: "spotify".into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: Some(tokenvault::secret::Secret::new(secret)),
+        token_url: Some(fp.token_url()),
+        authorization_url: None,
+        device_authorization_url: None,
+        revocation_url: None,
+        params: Default::default(),
+    }
+}
