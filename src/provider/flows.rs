@@ -166,14 +166,20 @@ impl Loopback {
                 .into_owned()
                 .collect();
             let outcome = check_callback(&params, expected_state);
-            let page: &[u8] = match &outcome {
-                Ok(_) => b"tokenvault: authorised. You can close this window.\n",
-                Err(_) => b"tokenvault: authorisation failed; see the terminal.\n",
+            let (status, page): (&str, &[u8]) = match &outcome {
+                Ok(_) => (
+                    "200 OK",
+                    b"tokenvault: authorised. You can close this window.\n",
+                ),
+                Err(_) => (
+                    "400 Bad Request",
+                    b"tokenvault: authorisation failed; see the terminal.\n",
+                ),
             };
             let _ = sock
                 .write_all(
                     format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         page.len()
                     )
                     .as_bytes(),

@@ -423,7 +423,7 @@ fn connect_code_flow_refuses_a_redirect_with_the_wrong_state() {
         .append_pair("code", &code)
         .append_pair("state", "forged-state-0123456789");
     let (status, _, body) = http_get(back.as_str());
-    assert_eq!(status, 200);
+    assert_eq!(status, 400, "a refused redirect is a 400: {body}");
     assert!(body.contains("authorisation failed"), "{body}");
     let (code_, out, err) = c.finish();
     assert_eq!(code_, Some(2), "{err}");
