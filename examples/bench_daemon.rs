@@ -470,7 +470,9 @@ fn storm(rt: &tokio::runtime::Runtime, dir: &Path) {
     let before = calls.load(Ordering::Relaxed);
     let t = Instant::now();
     let mut rx = stop_rx.clone();
-    rt.spawn(tokenvault::refresh::run_scheduler(
+    // as `serve` does: the scheduler on a runtime of its own
+    let refresh_rt = tokenvault::refresh::scheduler_runtime().unwrap();
+    refresh_rt.spawn(tokenvault::refresh::run_scheduler(
         engine.clone(),
         async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -491,6 +493,7 @@ fn storm(rt: &tokio::runtime::Runtime, dir: &Path) {
     let window = t.elapsed();
     let total = calls.load(Ordering::Relaxed) - before;
     let _ = stop_tx.send(true);
+    refresh_rt.shutdown_background();
     idle.sort();
     busy.sort();
     println!("get during a refresh storm ({N} due connections, provider answers after 50 ms)");

@@ -16,6 +16,20 @@ pub mod single_flight;
 pub use connection::{Fresh, Trigger, refresh};
 pub use scheduler::run_scheduler;
 
+/// The runtime `serve` runs the scheduler on: one worker of its own, so that the
+/// scheduler's refreshes (HTTP, JSON, sealing, group commits) never sit in the run queues
+/// of the workers answering the socket; a hand-out arriving during a refresh storm waits
+/// for the OS to schedule a socket worker, not for a burst of refresh completions.
+/// On-demand refreshes (`get --min-ttl`) still run on the caller's runtime. Shut it down
+/// with `shutdown_background` (dropping a runtime inside another panics).
+pub fn scheduler_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tv-refresh")
+        .enable_all()
+        .build()
+}
+
 use crate::error::{Error, Result};
 use crate::provider::oauth::{CallError, Http};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

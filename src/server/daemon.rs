@@ -277,8 +277,10 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let refresh_rt = crate::refresh::scheduler_runtime()
+        .map_err(|e| Error::io("cannot start the refresh runtime", e))?;
     let server = tokio::spawn(listener::run(engine.clone(), listener, stopped(&stop_rx)));
-    let scheduler = tokio::spawn(crate::refresh::run_scheduler(
+    let scheduler = refresh_rt.spawn(crate::refresh::run_scheduler(
         engine.clone(),
         stopped(&stop_rx),
     ));
@@ -329,6 +331,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         Err(_) => tracing::warn!("refreshes still in flight at the deadline were abandoned"),
         _ => {}
     }
+    refresh_rt.shutdown_background();
     let _ = tokio::time::timeout_at(deadline, hooks).await;
     let _ = tokio::time::timeout_at(deadline, flusher).await;
     let _ = tokio::time::timeout_at(deadline, backups).await;
