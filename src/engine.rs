@@ -1170,7 +1170,6 @@ impl Engine {
                     &key,
                     crate::vault::CachedToken {
                         status: rec.status,
-                        reason: rec.reason.clone(),
                         expires_at: rec.expires_at,
                         token_type: rec.token_type.clone(),
                         access_token: s.access_token.clone(),

@@ -186,18 +186,7 @@ pub async fn refresh_due(engine: &Engine, caller: &Caller) -> Result<Response> {
         .into_iter()
         .map(|(_, k)| k)
         .collect();
-    let limits = HostLimits::new(engine);
-    let results = futures::stream::iter(keys)
-        .map(|k| {
-            let limits = limits.clone();
-            async move {
-                let _slot = limits.acquire(engine, &k).await;
-                refresh_one(engine, &k, Trigger::Scheduler, false).await
-            }
-        })
-        .buffer_unordered(PASS_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
+    let results = refresh_pass(engine, keys, Trigger::Scheduler, false).await;
     Ok(Response::Refreshed { results })
 }
 
@@ -213,20 +202,31 @@ pub async fn refresh_tenant(engine: &Engine, caller: &Caller, tenant: &str) -> R
         .filter(|(_, r)| !matches!(r.status, Status::NeedsReauth | Status::Disconnected))
         .map(|(k, _)| k)
         .collect();
+    let mut results = refresh_pass(engine, keys, Trigger::Manual, true).await;
+    results.sort_by(|a, b| a.connection.cmp(&b.connection));
+    Ok(Response::Refreshed { results })
+}
+
+/// Refreshes `keys`, at most `PASS_CONCURRENCY` at once and within the scheduler's
+/// per-host bound (`[scheduler] per_host_concurrency`).
+async fn refresh_pass(
+    engine: &Engine,
+    keys: Vec<String>,
+    trigger: Trigger,
+    rate_limit: bool,
+) -> Vec<RefreshResult> {
     let limits = HostLimits::new(engine);
-    let mut results = futures::stream::iter(keys)
+    futures::stream::iter(keys)
         .map(|k| {
             let limits = limits.clone();
             async move {
                 let _slot = limits.acquire(engine, &k).await;
-                refresh_one(engine, &k, Trigger::Manual, true).await
+                refresh_one(engine, &k, trigger, rate_limit).await
             }
         })
         .buffer_unordered(PASS_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    results.sort_by(|a, b| a.connection.cmp(&b.connection));
-    Ok(Response::Refreshed { results })
+        .collect()
+        .await
 }
 
 /// Provider, endpoints and client credentials for a `connect` of `id`.

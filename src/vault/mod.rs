@@ -65,7 +65,6 @@ pub struct Vault {
 #[derive(Clone, Debug)]
 pub struct CachedToken {
     pub status: Status,
-    pub reason: Option<String>,
     pub expires_at: Option<i64>,
     pub token_type: Option<String>,
     pub access_token: Secret,

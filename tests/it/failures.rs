@@ -51,26 +51,32 @@ fn get(tv: &TestVault, c: &str) -> std::process::Output {
 /// Runs each command with a wrong passphrase: exit 3, "wrong passphrase", and the vault
 /// file byte-for-byte as it was.
 fn wrong_passphrase_changes_no_byte(tv: &TestVault, commands: &[&[&str]]) {
-    let before = std::fs::read(&tv.path).unwrap();
     let bad = tv.file("bad", b"not the passphrase\n");
+    refused_with_exit_3_and_no_byte_changed(tv, commands, Some(&bad), "wrong passphrase");
+}
+
+/// Runs each command (with `passphrase_file` when given): exit 3, `message` on stderr,
+/// and the vault file byte-for-byte as it was.
+fn refused_with_exit_3_and_no_byte_changed(
+    tv: &TestVault,
+    commands: &[&[&str]],
+    passphrase_file: Option<&std::path::Path>,
+    message: &str,
+) {
+    let before = std::fs::read(&tv.path).unwrap();
     for args in commands {
-        let out = tv
-            .cmd()
-            .env("TOKENVAULT_PASSPHRASE_FILE", &bad)
-            .args(*args)
-            .output()
-            .unwrap();
+        let mut cmd = tv.cmd();
+        if let Some(f) = passphrase_file {
+            cmd.env("TOKENVAULT_PASSPHRASE_FILE", f);
+        }
+        let out = cmd.args(*args).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("wrong passphrase"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
     assert_eq!(
         before,
         std::fs::read(&tv.path).unwrap(),
-        "a wrong passphrase changed the vault file"
+        "a refused command changed the vault file"
     );
 }
 
@@ -229,20 +235,11 @@ fn a_vault_held_open_by_another_process_is_exit_3_naming_the_cause() {
     let tv = TestVault::new();
     seed(&tv);
     let engine = tv.engine(); // holds the file open, as a daemon would
-    let before = std::fs::read(&tv.path).unwrap();
-    for args in [&["list"][..], &["tenant", "add", "x"], &["rekey"]] {
-        let out = tv.cmd().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("in use by another process"),
-            "{}",
-            stderr(&out)
-        );
-    }
-    assert_eq!(
-        before,
-        std::fs::read(&tv.path).unwrap(),
-        "a refused open changed the file"
+    refused_with_exit_3_and_no_byte_changed(
+        &tv,
+        &[&["list"], &["tenant", "add", "x"], &["rekey"]],
+        None,
+        "in use by another process",
     );
     drop(engine);
     tv.cmd().arg("list").assert().success();
