@@ -127,6 +127,17 @@ fn throughput_round(p: &Path, line: &[u8], clients: usize, per: usize) -> f64 {
     (clients * per) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// 5 alternating rounds of 32 clients × 1000 requests against each server; the medians
+/// (daemon, echo) in requests per second.
+fn throughput_medians(tv: &Path, echo: &Path, line: &[u8]) -> (f64, f64) {
+    let (mut tv_tp, mut echo_tp) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        tv_tp.push(throughput_round(tv, line, 32, 1000));
+        echo_tp.push(throughput_round(echo, line, 32, 1000));
+    }
+    (median(tv_tp), median(echo_tp))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -217,12 +228,7 @@ fn main() {
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
-        let (mut tv_tp, mut echo_tp) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            tv_tp.push(throughput_round(&tv_sock, &get_line, 32, 1000));
-            echo_tp.push(throughput_round(&echo_sock, &get_line, 32, 1000));
-        }
-        let (tvm, em) = (median(tv_tp), median(echo_tp));
+        let (tvm, em) = throughput_medians(&tv_sock, &echo_sock, &get_line);
         println!(
             "throughput: get {tvm:.0} req/s, echo {em:.0} req/s, ratio {:.2}x",
             tvm / em
@@ -302,12 +308,7 @@ fn main() {
     );
 
     // --- 2. throughput with 32 clients, alternating rounds ---
-    let (mut tv_tp, mut echo_tp) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        tv_tp.push(throughput_round(&tv_sock, &get_line, 32, 1000));
-        echo_tp.push(throughput_round(&echo_sock, &get_line, 32, 1000));
-    }
-    let (tvm, em) = (median(tv_tp), median(echo_tp));
+    let (tvm, em) = throughput_medians(&tv_sock, &echo_sock, &get_line);
     println!("throughput, 32 concurrent clients x 1000 requests, median of 5 alternating rounds");
     println!("  socket get : {tvm:.0} req/s");
     println!("  echo       : {em:.0} req/s");

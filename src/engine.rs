@@ -741,23 +741,18 @@ impl Engine {
                 Ok(done(format!("client {tenant}/{provider} removed")))
             }
             Request::Put { connection, token } => self.put(caller, &connection, token),
-            // `TENANT/apple-music` (two parts): the tenant's developer token (SPEC §7).
-            Request::Get {
-                connection,
-                min_ttl,
-                ..
-            } if crate::apple::developer_token_tenant(&connection).is_some() => {
-                let tenant = crate::apple::developer_token_tenant(&connection).unwrap_or("");
-                self.apple_get(caller, tenant, min_ttl.unwrap_or(0))
-            }
             Request::Get {
                 connection,
                 min_ttl,
                 force_refresh,
-            } => {
-                self.get(caller, &connection, min_ttl.unwrap_or(30), force_refresh)
-                    .await
-            }
+            } => match crate::apple::developer_token_tenant(&connection) {
+                // `TENANT/apple-music` (two parts): the tenant's developer token (SPEC §7).
+                Some(tenant) => self.apple_get(caller, tenant, min_ttl.unwrap_or(0)),
+                None => {
+                    self.get(caller, &connection, min_ttl.unwrap_or(30), force_refresh)
+                        .await
+                }
+            },
             Request::Show { connection } => {
                 let id = ConnectionId::parse(&connection)?;
                 caller.require_tenant(&id.tenant)?;
