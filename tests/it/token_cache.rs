@@ -22,6 +22,34 @@ async fn get(e: &tokenvault::Engine, c: &str) -> tokenvault::Result<String> {
     }
 }
 
+async fn add_acme(e: &tokenvault::Engine) {
+    e.handle(
+        &admin(),
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn audit_records(e: &tokenvault::Engine) -> Vec<tokenvault::vault::records::AuditRecord> {
+    match e
+        .handle(
+            &admin(),
+            Request::Audit {
+                tenant: None,
+                since: None,
+            },
+        )
+        .await
+        .unwrap()
+    {
+        Response::Audit { records } => records,
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn put(e: &tokenvault::Engine, c: &str, token: &str) {
     e.handle(
         &admin(),
@@ -38,14 +66,7 @@ async fn put(e: &tokenvault::Engine, c: &str, token: &str) {
 async fn a_new_put_or_a_remove_replaces_the_cached_token() {
     let tv = TestVault::new();
     let e = tv.engine();
-    e.handle(
-        &admin(),
-        Request::TenantAdd {
-            name: "acme".into(),
-        },
-    )
-    .await
-    .unwrap();
+    add_acme(&e).await;
     put(&e, "acme/spotify/a", "AT-1").await;
     assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-1");
     assert_eq!(get(&e, "acme/spotify/a").await.unwrap(), "AT-1"); // from the cache
@@ -98,14 +119,7 @@ fn readers_racing_a_writer_end_on_the_last_committed_token() {
         .build()
         .unwrap();
     rt.block_on(async {
-        e.handle(
-            &admin(),
-            Request::TenantAdd {
-                name: "acme".into(),
-            },
-        )
-        .await
-        .unwrap();
+        add_acme(&e).await;
         put(&e, "acme/spotify/a", "AT-0").await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut readers = Vec::new();
@@ -141,14 +155,7 @@ fn readers_racing_a_writer_end_on_the_last_committed_token() {
 async fn a_burst_of_identical_hand_outs_is_one_audit_record_with_a_count() {
     let tv = TestVault::new();
     let e = tv.engine();
-    e.handle(
-        &admin(),
-        Request::TenantAdd {
-            name: "acme".into(),
-        },
-    )
-    .await
-    .unwrap();
+    add_acme(&e).await;
     put(&e, "acme/spotify/a", "AT-1").await;
     put(&e, "acme/spotify/b", "AT-2").await;
     for _ in 0..50 {
@@ -156,19 +163,7 @@ async fn a_burst_of_identical_hand_outs_is_one_audit_record_with_a_count() {
         get(&e, "acme/spotify/b").await.unwrap();
     }
     e.flush_audit().unwrap();
-    let Response::Audit { records } = e
-        .handle(
-            &admin(),
-            Request::Audit {
-                tenant: None,
-                since: None,
-            },
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let records = audit_records(&e).await;
     let gets: Vec<_> = records.iter().filter(|r| r.action == "get").collect();
     let total: u64 = gets.iter().map(|r| r.count).sum();
     assert_eq!(total, 100, "{gets:?}");
@@ -184,14 +179,7 @@ async fn daemon_gets_write_nothing_until_the_audit_flush() {
     let tv = TestVault::new();
     let mut e = tv.engine();
     e.set_daemon(true);
-    e.handle(
-        &admin(),
-        Request::TenantAdd {
-            name: "acme".into(),
-        },
-    )
-    .await
-    .unwrap();
+    add_acme(&e).await;
     put(&e, "acme/spotify/a", "AT-1").await;
     put(&e, "acme/spotify/b", "AT-2").await;
     e.flush_audit().unwrap();
@@ -209,19 +197,7 @@ async fn daemon_gets_write_nothing_until_the_audit_flush() {
         before != std::fs::read(&tv.path).unwrap(),
         "the flush writes the hand-out records"
     );
-    let Response::Audit { records } = e
-        .handle(
-            &admin(),
-            Request::Audit {
-                tenant: None,
-                since: None,
-            },
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let records = audit_records(&e).await;
     let total: u64 = records
         .iter()
         .filter(|r| r.action == "get")
