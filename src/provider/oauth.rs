@@ -326,6 +326,26 @@ async fn post_form(
     read(resp).await
 }
 
+/// `post_form`, with any non-2xx answer classified into a `CallError` (`now` dates an
+/// HTTP-date `Retry-After`).
+async fn post_form_ok(
+    http: &Http,
+    url: &str,
+    creds: &ClientCreds,
+    form: Vec<(String, String)>,
+    now: i64,
+) -> std::result::Result<Answer, CallError> {
+    let a = post_form(http, url, creds, form).await?;
+    if !(200..300).contains(&a.status) {
+        let retry = a
+            .retry_after
+            .as_deref()
+            .and_then(|v| crate::refresh::policy::parse_retry_after(v, now));
+        return Err(classify_error(a.status, retry, &a.body));
+    }
+    Ok(a)
+}
+
 /// One token-endpoint call: `form` holds the grant (`grant_type=refresh_token` …).
 /// `now` stamps the expiry of the answer.
 pub async fn token_request(
@@ -335,14 +355,7 @@ pub async fn token_request(
     form: Vec<(String, String)>,
     now: i64,
 ) -> std::result::Result<TokenResponse, CallError> {
-    let a = post_form(http, url, creds, form).await?;
-    if !(200..300).contains(&a.status) {
-        let retry = a
-            .retry_after
-            .as_deref()
-            .and_then(|v| crate::refresh::policy::parse_retry_after(v, now));
-        return Err(classify_error(a.status, retry, &a.body));
-    }
+    let a = post_form_ok(http, url, creds, form, now).await?;
     TokenResponse::parse(&a.body, now).map_err(|_| {
         CallError::Transient(format!(
             "the provider's token response (HTTP {}) is not a valid token response",
@@ -372,14 +385,7 @@ pub async fn device_authorization(
     form: Vec<(String, String)>,
     now: i64,
 ) -> std::result::Result<DeviceAuthorization, CallError> {
-    let a = post_form(http, url, creds, form).await?;
-    if !(200..300).contains(&a.status) {
-        let retry = a
-            .retry_after
-            .as_deref()
-            .and_then(|v| crate::refresh::policy::parse_retry_after(v, now));
-        return Err(classify_error(a.status, retry, &a.body));
-    }
+    let a = post_form_ok(http, url, creds, form, now).await?;
     let d: DeviceAuthorization = serde_json::from_slice(&a.body).map_err(|_| {
         CallError::Transient("the device authorisation response is not valid".into())
     })?;
