@@ -1123,10 +1123,8 @@ impl Engine {
         // `min_ttl` (see `vault::TokenCache` for why it cannot be stale).
         if !force_refresh
             && let Some(c) = self.vault.cached_token(&key)
-            && matches!(
-                c.status,
-                Status::Connected | Status::Retrying | Status::TokenExpired
-            )
+            // the same statuses the read below hands a token out for
+            && !matches!(c.status, Status::NeedsReauth | Status::Disconnected)
             && c.expires_at.is_none_or(|exp| exp > now + min_ttl as i64)
         {
             self.queue_audit(caller, "get", &id.tenant, &key, "ok");
@@ -1363,7 +1361,10 @@ impl Engine {
             r.count += 1;
             return;
         }
-        pending.push(self.record(caller, action, Some(tenant), target, outcome));
+        let mut rec = self.record(caller, action, Some(tenant), target, outcome);
+        // the time compared above, not a second reading that may fall in the next second
+        rec.at = at;
+        pending.push(rec);
     }
 
     /// Writes queued audit records in one durable transaction. The daemon calls it every

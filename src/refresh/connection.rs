@@ -425,7 +425,6 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
                     .unwrap_or_else(|| ctx.rec.status.to_string()),
             });
         }
-        st.count_provider_call();
         let started = std::time::Instant::now();
         let res = call(engine, &ctx).await;
         engine.metrics().record_refresh(
@@ -439,7 +438,6 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             },
             started.elapsed(),
         );
-        st.observe_latency(started.elapsed());
         match res {
             Ok(got) => return commit_success(engine, &ctx, got).await,
             Err(err) => {

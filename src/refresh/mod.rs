@@ -65,15 +65,12 @@ pub fn clone_error(e: &Error) -> Error {
     }
 }
 
-/// Counters for `status`, `metrics` and tests.
+/// Counters of the refresh engine. Provider calls and their latency are counted once, by
+/// `Metrics::record_refresh` (by provider and outcome).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Calls to a provider endpoint (refresh, validation).
-    pub provider_calls: AtomicU64,
     /// Scheduler scans of the due index.
     pub scheduler_passes: AtomicU64,
-    /// Sum of provider call latencies, microseconds.
-    pub latency_us: AtomicU64,
 }
 
 /// The refresh engine's state inside an `Engine`.
@@ -155,22 +152,8 @@ impl RefreshState {
         self.max_inline_wait.store(s, Ordering::Relaxed);
     }
 
-    pub fn provider_calls(&self) -> u64 {
-        self.stats.provider_calls.load(Ordering::Relaxed)
-    }
-
     pub fn scheduler_passes(&self) -> u64 {
         self.stats.scheduler_passes.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_provider_call(&self) {
-        self.stats.provider_calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn observe_latency(&self, d: Duration) {
-        self.stats
-            .latency_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Records a forced refresh of `key` at `now`, or refuses it if the last one was less

@@ -92,22 +92,26 @@ fn describe(msg: &str) -> String {
 /// `{"ok":true,"id":ID,` followed by that object without its opening brace: no
 /// intermediate `Value` on the hot path.
 pub fn encode_ok(id: &Value, resp: &Response) -> Vec<u8> {
-    let body = match serde_json::to_vec(resp) {
-        Ok(b) => zeroize::Zeroizing::new(b),
-        Err(e) => return encode_err(id, &Error::Internal(format!("cannot encode: {e}"))),
-    };
-    let Some(rest) = body.strip_prefix(b"{").filter(|r| r.len() > 1) else {
+    // One buffer: the envelope's head, then the response object written after it with its
+    // opening `{` turned into `,` (no second buffer holding the token).
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"ok\":true,\"id\":");
+    // a `Value` always serialises
+    let _ = serde_json::to_writer(&mut out, id);
+    let body_at = out.len();
+    if let Err(e) = serde_json::to_writer(&mut out, resp) {
+        zeroize::Zeroize::zeroize(&mut out);
+        return encode_err(id, &Error::Internal(format!("cannot encode: {e}")));
+    }
+    if out.get(body_at) != Some(&b'{') || out.len() - body_at <= 2 {
+        // an empty (or non-object) body: the envelope alone
+        zeroize::Zeroize::zeroize(&mut out);
         let mut m = Map::new();
         m.insert("ok".into(), Value::Bool(true));
         m.insert("id".into(), id.clone());
         return line(&Value::Object(m));
-    };
-    let mut out = Vec::with_capacity(body.len() + 32);
-    out.extend_from_slice(b"{\"ok\":true,\"id\":");
-    // a `Value` always serialises
-    let _ = serde_json::to_writer(&mut out, id);
-    out.push(b',');
-    out.extend_from_slice(rest);
+    }
+    out[body_at] = b',';
     out.push(b'\n');
     out
 }
