@@ -541,6 +541,10 @@ pub struct Engine {
     daemon: bool,
     /// The configuration file; replaced whole on SIGHUP (`set_config`).
     config: std::sync::RwLock<Arc<Config>>,
+    /// The provider catalogue of `config`, built when the configuration is set rather than
+    /// on every lookup (the refresh path looks a provider up on each attempt); a broken
+    /// `[providers]` table is kept as its message and reported by each lookup.
+    providers: std::sync::RwLock<Arc<std::result::Result<Vec<crate::provider::Provider>, String>>>,
     /// Scheduled-backup outcome and test settings (see `backup::ops`).
     pub(crate) backup: crate::backup::EngineBackupState,
     /// Apple Music developer-token cache and HTTP client.
@@ -549,6 +553,17 @@ pub struct Engine {
     metrics: Arc<crate::metrics::Metrics>,
     /// The refresh engine: HTTP client, single flight, group commit, scheduler wake-up.
     refresh: crate::refresh::RefreshState,
+}
+
+fn load_providers(
+    config: &Config,
+) -> Arc<std::result::Result<Vec<crate::provider::Provider>, String>> {
+    Arc::new(
+        crate::provider::catalogue::catalogue(config).map_err(|e| match e {
+            Error::Config(m) => m,
+            other => other.to_string(),
+        }),
+    )
 }
 
 impl Engine {
@@ -565,6 +580,7 @@ impl Engine {
             pending_audit: Mutex::new(Vec::new()),
             daemon: false,
             config: std::sync::RwLock::new(Arc::new(Config::default())),
+            providers: std::sync::RwLock::new(load_providers(&Config::default())),
             backup: Default::default(),
             apple: crate::apple::AppleState::default(),
             metrics: Arc::default(),
@@ -587,8 +603,32 @@ impl Engine {
 
     /// Replaces the configuration (at start-up and on SIGHUP).
     pub fn set_config(&self, config: Config) {
+        *self.providers.write().unwrap_or_else(|p| p.into_inner()) = load_providers(&config);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.refresh.wake.notify_one();
+    }
+
+    /// The whole provider catalogue of the current configuration.
+    pub fn providers(&self) -> Result<Vec<crate::provider::Provider>> {
+        let all = self
+            .providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.as_ref().clone().map_err(Error::Config)
+    }
+
+    /// The provider named `name` (see `catalogue::lookup`).
+    pub fn provider(&self, name: &str) -> Result<crate::provider::Provider> {
+        let all = self
+            .providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match all.as_ref() {
+            Ok(all) => Ok(crate::provider::catalogue::find(all, name)),
+            Err(m) => Err(Error::Config(m.clone())),
+        }
     }
 
     /// The refresh engine's state (HTTP client, single flight, counters, scheduler wake).

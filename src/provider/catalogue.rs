@@ -238,13 +238,17 @@ pub fn catalogue(config: &Config) -> Result<Vec<Provider>> {
 /// The provider named `name`. A name in neither the built-ins nor the config is a generic
 /// OAuth 2.0 provider whose endpoints must come from the client (`client set --token-url`).
 pub fn lookup(config: &Config, name: &str) -> Result<Provider> {
-    let all = catalogue(config)?;
+    Ok(find(&catalogue(config)?, name))
+}
+
+/// `lookup` in a catalogue already built (the `Engine` keeps one per configuration).
+pub fn find(all: &[Provider], name: &str) -> Provider {
     if let Some(p) = all.iter().find(|p| p.name == name) {
-        return Ok(p.clone());
+        return p.clone();
     }
     let mut p = base(name, ProviderKind::OAuth2);
     p.builtin = false;
-    Ok(p)
+    p
 }
 
 /// The endpoints and parameters one client uses: the provider's, overridden by the

@@ -11,7 +11,7 @@ use super::policy::{self, Transition};
 use crate::engine::{Engine, StatusEvent};
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
-use crate::provider::catalogue::{self, Endpoints, Provider, ProviderKind};
+use crate::provider::catalogue::{Endpoints, Provider, ProviderKind};
 use crate::provider::oauth::{self, CallError, ClientCreds};
 use crate::secret::Secret;
 use crate::token::TokenResponse;
@@ -61,7 +61,7 @@ fn load(engine: &Engine, key: &str) -> Result<Ctx> {
         .connection(key)?
         .ok_or_else(|| Error::not_found("connection", key))?;
     let secrets = rx.secrets(key, &rec)?;
-    let provider = catalogue::lookup(&engine.config(), &id.provider)?;
+    let provider = engine.provider(&id.provider)?;
     let client = rx.client(&id.tenant, &id.provider)?;
     let endpoints = provider
         .endpoints(client.as_ref())

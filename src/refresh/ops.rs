@@ -51,7 +51,7 @@ pub fn plan_for(
     expires_at: Option<i64>,
     renewable: bool,
 ) -> Result<(Option<i64>, Option<i64>)> {
-    let p = catalogue::lookup(&engine.config(), &id.provider)?;
+    let p = engine.provider(&id.provider)?;
     Ok(connection::plan(
         &p,
         engine.now(),
@@ -73,19 +73,20 @@ pub fn refresh_expiry_for(
     if stated.is_some() || !has_refresh_token {
         return Ok(stated);
     }
-    let p = catalogue::lookup(&engine.config(), &id.provider)?;
+    let p = engine.provider(&id.provider)?;
     Ok(p.refresh_expiry(engine.now(), None))
 }
 
 pub fn provider_list(engine: &Engine) -> Result<Response> {
     Ok(Response::Providers {
-        providers: catalogue::catalogue(&engine.config())?,
+        providers: engine.providers()?,
     })
 }
 
 pub fn provider_show(engine: &Engine, name: &str) -> Result<Response> {
     crate::names::validate_provider(name)?;
-    catalogue::catalogue(&engine.config())?
+    engine
+        .providers()?
         .into_iter()
         .find(|p| p.name == name)
         .map(|p| Response::Provider(Box::new(p)))
@@ -234,7 +235,7 @@ fn flow_ctx(
     engine: &Engine,
     id: &ConnectionId,
 ) -> Result<(Provider, catalogue::Endpoints, ClientCreds)> {
-    let p = catalogue::lookup(&engine.config(), &id.provider)?;
+    let p = engine.provider(&id.provider)?;
     if p.kind != ProviderKind::OAuth2 {
         return Err(Error::invalid(
             "connect",

@@ -9,7 +9,6 @@
 use super::Trigger;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::provider::catalogue;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 fn host_of(engine: &Engine, key: &str) -> String {
     let f = || -> Result<Option<String>> {
         let id = crate::names::ConnectionId::parse(key)?;
-        let p = catalogue::lookup(&engine.config(), &id.provider)?;
+        let p = engine.provider(&id.provider)?;
         let client = engine.vault().read()?.client(&id.tenant, &id.provider)?;
         let ep = p.endpoints(client.as_ref())?;
         Ok(ep
