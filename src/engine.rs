@@ -54,9 +54,9 @@ impl Caller {
         match self {
             Caller::Admin { .. } => Ok(()),
             Caller::Tenant { tenant: own, .. } if own == tenant => Ok(()),
-            Caller::Tenant { .. } => Err(Error::Forbidden(format!(
-                "this caller is scoped to another tenant and cannot reach tenant {tenant:?}"
-            ))),
+            Caller::Tenant { .. } => Err(Error::Forbidden(
+                "this caller is scoped to another tenant and cannot reach that tenant; use an admin caller or that tenant's key".into(),
+            )),
         }
     }
 }
@@ -1438,7 +1438,7 @@ pub fn validate_url(url: &str) -> Result<()> {
     if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(
             "URL",
-            format!("{url:?} must be https:// (or http:// on loopback)"),
+            "must be an https:// URL (or http:// on loopback) of at most 2048 characters, without spaces; check the --*-url flag for a typo",
         ));
     }
     Ok(())

@@ -28,7 +28,7 @@ fn validate_slug(what: &'static str, name: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             what,
-            format!("{name:?} must match [a-z0-9][a-z0-9_-]{{0,62}}"),
+            "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit ([a-z0-9][a-z0-9_-]{0,62})",
         ))
     }
 }
@@ -76,7 +76,7 @@ impl ConnectionId {
             (Some(t), Some(p), Some(a)) => Self::new(t, p, a),
             _ => Err(Error::invalid(
                 "connection",
-                format!("{s:?} is not of the form TENANT/PROVIDER/ACCOUNT"),
+                "must be of the form TENANT/PROVIDER/ACCOUNT (e.g. acme/spotify/alice)",
             )),
         }
     }

@@ -37,9 +37,7 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             what,
-            format!(
-                "{id:?} must be 10 characters A-Z or 0-9, as shown in your Apple developer account"
-            ),
+            "must be 10 characters A-Z or 0-9, as shown in your Apple developer account",
         ))
     }
 }

@@ -24,12 +24,8 @@ pub fn local_caller() -> Caller {
 }
 
 fn parse_since(s: &str, now: i64) -> Result<i64> {
-    let d = humantime::parse_duration(s).map_err(|_| {
-        Error::invalid(
-            "--since",
-            format!("{s:?} is not a duration such as 30m, 1h or 7d"),
-        )
-    })?;
+    let d = humantime::parse_duration(s)
+        .map_err(|_| Error::invalid("--since", "must be a duration such as 30m, 1h or 7d"))?;
     Ok(now - d.as_secs() as i64)
 }
 
@@ -40,7 +36,12 @@ fn parse_params(params: &[String]) -> Result<std::collections::BTreeMap<String, 
             p.split_once('=')
                 .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| Error::invalid("--param", format!("{p:?} is not K=V")))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "--param",
+                        "each value must be KEY=VALUE with a non-empty KEY",
+                    )
+                })
         })
         .collect()
 }

@@ -42,18 +42,12 @@ pub struct ServeOptions {
 /// Parses `--socket-mode` (octal, e.g. `660` or `0660`). Execute bits and anything
 /// beyond rw for user/group/other are refused; the owner always keeps rw.
 pub fn parse_socket_mode(s: &str) -> Result<u32> {
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
-        Error::invalid(
-            "--socket-mode",
-            format!("{s:?} is not an octal mode like 0660"),
-        )
-    })?;
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| Error::invalid("--socket-mode", "must be an octal mode like 0660"))?;
     if m & !0o666 != 0 || m & 0o600 != 0o600 {
         return Err(Error::invalid(
             "--socket-mode",
-            format!(
-                "{s:?}: only read/write bits, and the owner must keep rw (e.g. 0600, 0660, 0666)"
-            ),
+            "only read/write bits are allowed, and the owner must keep rw (e.g. 0600, 0660, 0666)",
         ));
     }
     Ok(m)
@@ -121,7 +115,10 @@ fn set_group(path: &Path, group: &str) -> Result<()> {
             nix::unistd::Group::from_name(group)
                 .map_err(|e| Error::io("cannot look up the group", std::io::Error::from(e)))?
                 .ok_or_else(|| {
-                    Error::invalid("--socket-group", format!("no group named {group:?}"))
+                    Error::invalid(
+                        "--socket-group",
+                        "no such group on this system; check the name with `getent group`",
+                    )
                 })?
                 .gid
         }

@@ -89,9 +89,7 @@ impl std::str::FromStr for Status {
             .ok_or_else(|| {
                 crate::error::Error::invalid(
                     "status",
-                    format!(
-                        "{s:?}; expected one of connected, retrying, token_expired, needs_reauth, error, disconnected"
-                    ),
+                    "must be one of connected, retrying, token_expired, needs_reauth, error, disconnected",
                 )
             })
     }
