@@ -300,11 +300,9 @@ pub fn read_stream<R: Read, E>(
                 Some(io) => ReadOrApply::Read(ReadError::Io(io)),
                 // The decoder's message can quote the value it met (serde's "invalid
                 // type: string …"), which may be a secret: it is not passed on.
-                None => {
-                    ReadOrApply::Read(ReadError::Format(format!(
-                        "cannot decode the {what} (not the shape this tokenvault writes: made by another tool or a newer version?)"
-                    )))
-                }
+                None => ReadOrApply::Read(ReadError::Format(format!(
+                    "cannot decode the {what} (not the shape this tokenvault writes: made by another tool or a newer version?)"
+                ))),
             }),
         }
     };

@@ -477,9 +477,10 @@ fn audit_digest(a: &AuditRecord) -> [u8; 32] {
 
 /// The identity file's text, read for `Unlock::Identity`.
 pub fn read_identity_file(path: &PathBuf) -> Result<Secret> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
-        Error::io("cannot read the identity file given with --identity", e)
-    })?);
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| Error::io("cannot read the identity file given with --identity", e))?,
+    );
     let s = std::str::from_utf8(&bytes).map_err(|_| {
         Error::invalid(
             "age identity",

@@ -333,7 +333,11 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
             path.display()
         )));
     }
-    report.notes = prune(engine, &dir, cfg.retention.unwrap_or(DEFAULT_RETENTION).max(1))?;
+    report.notes = prune(
+        engine,
+        &dir,
+        cfg.retention.unwrap_or(DEFAULT_RETENTION).max(1),
+    )?;
     Ok(report)
 }
 

@@ -29,7 +29,9 @@ pub struct BackupFileRecord {
     pub records: u64,
 }
 
-fn list(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Vec<(String, BackupFileRecord)>> {
+fn list(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, BackupFileRecord)>> {
     let mut out = Vec::new();
     for e in t.iter()? {
         let (k, v) = e?;
@@ -67,10 +69,6 @@ impl Tx {
 
     /// Forgets a file (it was deleted, or it is no longer the file that was written).
     pub fn remove_backup_file(&self, path: &str) -> Result<bool> {
-        Ok(self
-            .txn
-            .open_table(BACKUP_FILES)?
-            .remove(path)?
-            .is_some())
+        Ok(self.txn.open_table(BACKUP_FILES)?.remove(path)?.is_some())
     }
 }
