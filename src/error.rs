@@ -101,11 +101,13 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
-    #[error("cannot decrypt the backup {path}: {reason}")]
+    // The backup's path came in a request: kept in the variant, not in the message (answers
+    // never quote a request's free-form values back).
+    #[error("cannot decrypt the backup file: {reason}")]
     BackupKey { path: PathBuf, reason: String },
 
     #[error(
-        "the backup {path} is damaged or incomplete: {reason}. It cannot be restored as is; use another copy of the backup"
+        "the backup file is damaged or incomplete: {reason}. It cannot be restored as is; use another copy of the backup"
     )]
     BackupInvalid { path: PathBuf, reason: String },
 

@@ -1,6 +1,12 @@
 //! `backup export`: one read snapshot of the vault, streamed record by record through age
 //! into a temp file next to the target, fsynced and renamed over it.
 //!
+//! The target must be a new name or an existing regular file: a device (`/dev/null`), FIFO,
+//! socket, directory or symbolic link at the path is refused before anything is written,
+//! without opening it (`check_target`). The temp file is created exclusively
+//! (`O_CREAT|O_EXCL|O_NOFOLLOW`, 0600) in the target's directory, so `rename` replaces the
+//! old file in one step and never writes into an inode someone else made.
+//!
 //! Memory stays flat in the number of connections and audit records: those two tables are
 //! walked twice in the same snapshot (once to count for the header, once to write), the
 //! others are small. Must not: build the whole vault in memory, or leave a partial file
@@ -49,14 +55,19 @@ fn encryptor(to: &EncryptTo) -> Result<age::Encryptor> {
                     "give at least one --recipient age1… or --backup-passphrase-file",
                 ));
             }
+            // The message numbers the recipient instead of quoting it: a mistyped value
+            // (possibly a pasted secret key) must not travel into logs or answers.
             let parsed = list
                 .iter()
-                .map(|r| {
+                .enumerate()
+                .map(|(i, r)| {
                     r.trim().parse::<age::x25519::Recipient>().map_err(|_| {
                         Error::invalid(
                             "age recipient",
                             format!(
-                                "{r:?} is not an age X25519 recipient (age1…; `age-keygen -y KEYFILE` prints it)"
+                                "recipient {} of {} is not an age X25519 recipient (age1…): check it for a typo (`age-keygen -y KEYFILE` prints the right one)",
+                                i + 1,
+                                list.len()
                             ),
                         )
                     })
@@ -87,8 +98,52 @@ fn encryptor(to: &EncryptTo) -> Result<age::Encryptor> {
     }
 }
 
-/// A file created 0600 next to `target`, renamed over it by `commit`, removed on drop
-/// otherwise.
+/// Refuses a target that is not a new name or an existing regular file. Looks with
+/// `lstat` and never opens the target, so a FIFO cannot block the export and a device
+/// is never written to.
+///
+/// A symbolic link at the final name is refused rather than followed: a link's target
+/// (in a directory someone else may control) is not where the caller asked to write, and
+/// `rename` would replace the link itself anyway. Directories higher up the path are
+/// followed as any tool does.
+pub(crate) fn check_target(target: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("cannot look at the backup path", e)),
+    };
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        return Ok(());
+    } else if ft.is_symlink() {
+        return Err(Error::invalid(
+            "backup path",
+            "it is a symbolic link, and backups are not written through links: give the real path of the file, or choose a new file name",
+        ));
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    };
+    Err(Error::invalid(
+        "backup path",
+        format!(
+            "it is {kind}, not a regular file: a backup is written only to a new file or over an existing regular file, and nothing was written; choose a new file name"
+        ),
+    ))
+}
+
+/// A file created 0600 next to `target` (`O_CREAT|O_EXCL|O_NOFOLLOW`, so it is always a
+/// new inode of ours), renamed over it by `commit`, removed on drop otherwise.
 pub(crate) struct TempFile {
     path: PathBuf,
     target: PathBuf,
@@ -96,18 +151,20 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
+    /// Checks the target (`check_target`), then creates the temp file.
     pub(crate) fn create(target: &Path) -> Result<TempFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let name = target
             .file_name()
             .ok_or_else(|| {
                 Error::invalid(
-                    "backup file",
-                    format!("{} is not a file name", target.display()),
+                    "backup path",
+                    "it does not end in a file name: give the path of the backup file to write",
                 )
             })?
             .to_string_lossy()
             .into_owned();
+        check_target(target)?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -117,11 +174,12 @@ impl TempFile {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .mode(0o600)
             .open(&path)
             .map_err(|e| {
                 Error::io(
-                    format!("cannot create a file in {} for the backup", dir.display()),
+                    "cannot create the backup's temp file in the directory of the backup path (does it exist, and may this user write to it?)",
                     e,
                 )
             })?;
@@ -138,12 +196,14 @@ impl TempFile {
             .ok_or_else(|| Error::Internal("temp file taken twice".into()))
     }
 
-    /// fsync the file, rename it over the target, fsync the directory.
+    /// fsync the file, check the target again (it may have changed while the backup was
+    /// written), rename the file over it, fsync the directory.
     pub(crate) fn commit(mut self, file: std::fs::File) -> Result<u64> {
-        let ctx = |what: &str| format!("cannot {what} the backup {}", self.target.display());
+        let ctx = |what: &str| format!("cannot {what} the backup file");
         file.sync_all().map_err(|e| Error::io(ctx("sync"), e))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         drop(file);
+        check_target(&self.target)?;
         std::fs::rename(&self.path, &self.target).map_err(|e| Error::io(ctx("rename"), e))?;
         if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty())
             && let Ok(d) = std::fs::File::open(dir)
@@ -163,12 +223,36 @@ impl Drop for TempFile {
     }
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::io(format!("cannot write the backup {}", path.display()), e)
+/// The age file's bytes pass through here on their way to disk, so the scheduler can
+/// record the SHA-256 of exactly what was written.
+struct HashingWriter {
+    inner: std::fs::File,
+    hash: sha2::Sha256,
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::io("cannot write the backup file (is the disk full?)", e)
 }
 
 /// Exports the vault (or one tenant) to an age file at `path`. `providers` are the custom
 /// providers of the config file, carried along. Returns what was written.
+///
+/// `path` must be a new name or an existing regular file (`check_target`); anything else
+/// is refused before a byte is written. What a failure leaves behind: nothing — the temp
+/// file is removed and the target is untouched.
 pub fn export(
     vault: &Vault,
     providers: &BTreeMap<String, ProviderConfig>,
@@ -177,7 +261,21 @@ pub fn export(
     opts: &ExportOptions,
     now: i64,
 ) -> Result<BackupReport> {
+    export_file(vault, providers, path, to, opts, now).map(|(report, _)| report)
+}
+
+/// `export`, also returning the SHA-256 of the age file as written.
+pub(crate) fn export_file(
+    vault: &Vault,
+    providers: &BTreeMap<String, ProviderConfig>,
+    path: &Path,
+    to: &EncryptTo,
+    opts: &ExportOptions,
+    now: i64,
+) -> Result<(BackupReport, [u8; 32])> {
     let enc = encryptor(to)?;
+    // Refused before any work; `TempFile` checks again when it creates and renames.
+    check_target(path)?;
     let rx = vault.read()?;
     let tenant = opts.tenant.as_deref();
     if let Some(t) = tenant {
@@ -258,8 +356,11 @@ pub fn export(
     };
 
     let mut tmp = TempFile::create(path)?;
-    let file = tmp.file()?;
-    let ioe = io_err(path);
+    let file = HashingWriter {
+        inner: tmp.file()?,
+        hash: Default::default(),
+    };
+    let ioe = write_error;
     let age_out = enc
         .wrap_output(std::io::BufWriter::with_capacity(256 * 1024, file))
         .map_err(&ioe)?;
@@ -340,16 +441,15 @@ pub fn export(
     }
     let (age_out, trailer) = w.finish().map_err(&ioe)?;
     let buffered = age_out.finish().map_err(&ioe)?;
-    let file = buffered.into_inner().map_err(|e| {
-        Error::io(
-            format!("cannot write the backup {}", path.display()),
-            e.into_error(),
-        )
-    })?;
-    let bytes = tmp.commit(file)?;
+    let hashing = buffered.into_inner().map_err(|e| ioe(e.into_error()))?;
+    let file_sha256: [u8; 32] = {
+        use sha2::Digest;
+        hashing.hash.finalize().into()
+    };
+    let bytes = tmp.commit(hashing.inner)?;
     bar.finish();
     drop(rx);
-    Ok(BackupReport {
+    let report = BackupReport {
         action: "export".into(),
         path: path.display().to_string(),
         created_at: now,
@@ -362,5 +462,6 @@ pub fn export(
         sha256: hex::encode(&trailer.sha256),
         providers: providers.keys().cloned().collect(),
         notes: Vec::new(),
-    })
+    };
+    Ok((report, file_sha256))
 }

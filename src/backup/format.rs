@@ -296,11 +296,13 @@ pub fn read_stream<R: Read, E>(
         let mut de = rmp_serde::Deserializer::new(&mut *r);
         match Record::deserialize(&mut de) {
             Ok(rec) => Ok(rec),
-            Err(e) => Err(match r.io_error.take() {
+            Err(_) => Err(match r.io_error.take() {
                 Some(io) => ReadOrApply::Read(ReadError::Io(io)),
-                None => {
-                    ReadOrApply::Read(ReadError::Format(format!("cannot decode the {what}: {e}")))
-                }
+                // The decoder's message can quote the value it met (serde's "invalid
+                // type: string …"), which may be a secret: it is not passed on.
+                None => ReadOrApply::Read(ReadError::Format(format!(
+                    "cannot decode the {what} (not the shape this tokenvault writes: made by another tool or a newer version?)"
+                ))),
             }),
         }
     };

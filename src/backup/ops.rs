@@ -28,9 +28,10 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 fn absolute(path: &str) -> Result<PathBuf> {
     let p = Path::new(path);
     if !p.is_absolute() {
+        // Not quoted back: answers never repeat a request's free-form values.
         return Err(Error::invalid(
             "backup path",
-            format!("{path:?} must be an absolute path (the daemon opens it)"),
+            "it must be an absolute path (the daemon opens it, from its own working directory)",
         ));
     }
     Ok(p.to_owned())
@@ -178,14 +179,12 @@ pub fn restore_op(
 }
 
 /// The scheduled-backup line of `status`: the scheduler's last outcome in this process,
-/// else the newest scheduled file on disk.
+/// else the newest backup the vault recorded writing (never a file name found on disk).
 pub fn status_line(engine: &Engine) -> Option<schedule::BackupOutcome> {
     engine.last_backup().or_else(|| {
-        engine
-            .config()
-            .backup
-            .as_ref()
-            .and_then(schedule::newest_on_disk)
+        let config = engine.config();
+        let cfg = config.backup.as_ref()?;
+        blocking(|| schedule::recorded_outcome(engine, cfg))
     })
 }
 

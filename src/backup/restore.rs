@@ -76,7 +76,7 @@ fn open(
     unlock: &Unlock,
 ) -> Result<age::stream::StreamReader<std::io::BufReader<std::fs::File>>> {
     let file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("cannot open the backup {}", path.display()), e))?;
+        .map_err(|e| Error::io("cannot open the backup file (check the path)", e))?;
     let dec = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(64 * 1024, file))
         .map_err(|e| match e {
             age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -163,24 +163,30 @@ struct Plan {
 
 /// Checks one record for sense beyond its shape: names valid, every record belongs to a
 /// tenant the file carries (and to the header's tenant filter).
+///
+/// Messages name a tenant only once it passed validation; anything else from the file is
+/// described, not quoted (a damaged or hostile file must not put its bytes into errors).
 fn check(h: &format::Header, tenants: &BTreeSet<String>, rec: &Record) -> Result<(), String> {
     let owner = |t: &str| -> Result<(), String> {
         if tenants.contains(t) {
             Ok(())
-        } else {
+        } else if names::validate_tenant(t).is_ok() {
             Err(format!(
-                "a record of tenant {t:?}, which the file does not carry"
+                "a record of tenant {t}, which the file does not carry"
             ))
+        } else {
+            Err("a record of a tenant with an invalid name".into())
         }
     };
     match rec {
         Record::Tenant { name, .. } => {
-            names::validate_tenant(name).map_err(|e| e.to_string())?;
-            if h.tenant.as_deref().is_some_and(|t| t != name) {
-                return Err(format!(
-                    "tenant {name:?} in a backup of tenant {:?}",
-                    h.tenant
-                ));
+            names::validate_tenant(name)
+                .map_err(|_| "a tenant record with an invalid name".to_owned())?;
+            if let Some(t) = h.tenant.as_deref().filter(|t| t != name) {
+                return Err(match names::validate_tenant(t) {
+                    Ok(()) => format!("tenant {name} in a backup of tenant {t}"),
+                    Err(_) => format!("tenant {name} in a backup of another tenant"),
+                });
             }
             Ok(())
         }
@@ -189,14 +195,16 @@ fn check(h: &format::Header, tenants: &BTreeSet<String>, rec: &Record) -> Result
         Record::Client {
             tenant, provider, ..
         } => {
-            names::validate_provider(provider).map_err(|e| e.to_string())?;
+            names::validate_provider(provider)
+                .map_err(|_| "a client record with an invalid provider name".to_owned())?;
             owner(tenant)
         }
         Record::AppleKey { tenant, .. } => owner(tenant),
         Record::Connection { key, .. } => {
-            let id = ConnectionId::parse(key).map_err(|e| e.to_string())?;
+            let id = ConnectionId::parse(key)
+                .map_err(|_| "a connection record with an invalid name".to_owned())?;
             if id.key() != *key {
-                return Err(format!("connection key {key:?} is not canonical"));
+                return Err("a connection record whose name is not in canonical form".into());
             }
             owner(&id.tenant)
         }
@@ -469,16 +477,14 @@ fn audit_digest(a: &AuditRecord) -> [u8; 32] {
 
 /// The identity file's text, read for `Unlock::Identity`.
 pub fn read_identity_file(path: &PathBuf) -> Result<Secret> {
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
-        Error::io(
-            format!("cannot read the identity file {}", path.display()),
-            e,
-        )
-    })?);
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| Error::io("cannot read the identity file given with --identity", e))?,
+    );
     let s = std::str::from_utf8(&bytes).map_err(|_| {
         Error::invalid(
             "age identity",
-            format!("{} is not a text age identity file", path.display()),
+            "the file given with --identity is not a text age identity file (AGE-SECRET-KEY-1… lines, from `age-keygen`)",
         )
     })?;
     Ok(Secret::new(s))

@@ -3,15 +3,35 @@
 //! `DIRECTORY/tokenvault-YYYYMMDDTHHMMSSZ.age` (0600, in a 0700 directory, written via a
 //! temp file and rename), keeping the `retention` newest (default 7).
 //!
-//! Owns: timing, file naming, pruning, and the last outcome `status` shows. Must not: hold
-//! a passphrase (recipients only), or stop the daemon when a backup fails (the failure is
-//! logged, shown in `status`, and retried after at most five minutes).
+//! Owns: timing, file naming, pruning, the checks of the backup directory, and the last
+//! outcome `status` shows. Must not: hold a passphrase (recipients only), stop the daemon
+//! when a backup fails (the failure is logged, shown in `status`, and retried after at most
+//! five minutes), or trust what it finds in the directory.
+//!
+//! What the schedule trusts is the vault's record of the files it wrote
+//! (`vault::backup_files`: path, time, SHA-256, size), never the names in the directory:
+//! "last backup" and "next due" come from the newest recorded file that is still there as
+//! written, so a planted `tokenvault-20990102T000000Z.age` cannot silence backups or show
+//! in `status`. Files the vault did not record are ignored for scheduling, reported (log
+//! and `status`), and never deleted: retention deletes only recorded files whose content
+//! still has the recorded SHA-256. A recorded file that was changed loses its record and
+//! is then reported like any foreign file.
+//!
+//! The directory itself must be a real directory (not a symbolic link) owned by the
+//! daemon's uid and not writable by group or others. `serve` refuses to start otherwise
+//! (`check_config`), and every scheduled round checks again (a failed round is loud in the
+//! log and in `status`), since SIGHUP or `chmod` can change it later.
+//!
+//! What a failure leaves behind: a backup that fails leaves no file (see `export`). A crash
+//! between the rename and the vault record leaves a complete backup file the vault does
+//! not know: reported as foreign, never deleted by retention.
 
 use super::BackupReport;
-use super::export::{EncryptTo, ExportOptions, export};
-use crate::config::BackupConfig;
+use super::export::{EncryptTo, ExportOptions, export_file};
+use crate::config::{BackupConfig, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::vault::backup_files::BackupFileRecord;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -24,6 +44,8 @@ pub const RETRY_SECS: u64 = 300;
 const PREFIX: &str = "tokenvault-";
 const SUFFIX: &str = ".age";
 const STAMP: &str = "%Y%m%dT%H%M%SZ";
+/// Foreign file names listed in one warning; the rest are counted.
+const LISTED: usize = 3;
 
 /// The last scheduled backup, for `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,9 +60,14 @@ pub struct BackupOutcome {
     pub error: Option<String>,
     /// When the next one is due, when a scheduler runs.
     pub next_at: Option<i64>,
+    /// What an operator should look at: files in the directory tokenvault did not write,
+    /// recorded backups that went missing or changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// Backup files in `dir` made by the scheduler, oldest first (names sort by time).
+/// Files in `dir` named like scheduled backups, sorted by name. Names only: the schedule
+/// does not trust them (see the module docs); this is for tools and tests.
 pub fn scheduled_files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -58,30 +85,213 @@ pub fn scheduled_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn file_time(p: &Path) -> Option<i64> {
-    let name = p.file_name()?.to_str()?;
-    let stamp = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
-    let stamp = stamp.get(..16)?;
-    chrono::NaiveDateTime::parse_from_str(stamp, STAMP)
-        .ok()
-        .map(|d| d.and_utc().timestamp())
+/// Checks the backup directory: a real directory (not a symbolic link), owned by this
+/// process's uid, not writable by group or others. A directory that does not exist yet
+/// passes (the first backup creates it 0700). Errors are `Error::Config` with the fix.
+pub fn check_directory(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = dir.display();
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "[backup] directory {shown} cannot be examined ({e}): fix its permissions or choose another directory"
+            )));
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::Config(format!(
+            "[backup] directory {shown} is a symbolic link: name the real directory in the config (backups are not written through links)"
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "[backup] directory {shown} is not a directory: remove what is there or choose another directory"
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::Config(format!(
+            "[backup] directory {shown} is owned by uid {}, not by uid {me} that runs the daemon: `chown {me} {shown}` or choose a directory of this user (another user's directory lets them plant, replace or remove backups)",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::Config(format!(
+            "[backup] directory {shown} is writable by group or others (mode {mode:04o}): `chmod 700 {shown}`"
+        )));
+    }
+    Ok(())
 }
 
-/// The newest scheduled backup in the configured directory, as an outcome (for `status`
-/// when no scheduler runs in this process).
-pub fn newest_on_disk(cfg: &BackupConfig) -> Option<BackupOutcome> {
-    let newest = scheduled_files(Path::new(&cfg.directory)).pop()?;
-    Some(BackupOutcome {
-        at: file_time(&newest)?,
-        ok: true,
-        path: Some(newest.display().to_string()),
-        records: None,
-        error: None,
-        next_at: None,
-    })
+/// The start-up check of `serve`: the `[backup]` directory, when backups are configured.
+pub fn check_config(config: &Config) -> Result<()> {
+    match &config.backup {
+        Some(b) => check_directory(Path::new(&b.directory)),
+        None => Ok(()),
+    }
 }
 
-/// Takes one scheduled backup now and prunes old ones. Blocking.
+/// The recorded backup files in `dir`, oldest first.
+fn recorded_in(engine: &Engine, dir: &Path) -> Result<Vec<(PathBuf, BackupFileRecord)>> {
+    let mut out: Vec<(PathBuf, BackupFileRecord)> = engine
+        .vault()
+        .read()?
+        .backup_files()?
+        .into_iter()
+        .map(|(p, r)| (PathBuf::from(p), r))
+        .filter(|(p, _)| p.parent() == Some(dir))
+        .collect();
+    out.sort_by(|a, b| (a.1.at, &a.0).cmp(&(b.1.at, &b.0)));
+    Ok(out)
+}
+
+/// A recorded file as it is on disk now, by `lstat` (cheap: no reading).
+enum OnDisk {
+    AsWritten,
+    Missing,
+    Changed(&'static str),
+}
+
+fn on_disk(path: &Path, rec: &BackupFileRecord) -> OnDisk {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OnDisk::Missing,
+        Err(_) => OnDisk::Changed("it cannot be examined"),
+        Ok(m) if !m.file_type().is_file() => OnDisk::Changed("it is no longer a regular file"),
+        Ok(m) if m.len() != rec.bytes => OnDisk::Changed("its size changed"),
+        Ok(_) => OnDisk::AsWritten,
+    }
+}
+
+/// Whether the file at `path` has the recorded SHA-256 (read without following a link).
+fn same_content(path: &Path, rec: &BackupFileRecord) -> std::io::Result<bool> {
+    use sha2::Digest;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Ok(false);
+    }
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()) == rec.sha256)
+}
+
+/// The newest recorded backup in `dir` that is still on disk as written and not dated
+/// after `now` (a clock that went back must not postpone backups).
+fn trusted_last(engine: &Engine, dir: &Path, now: i64) -> Option<(PathBuf, BackupFileRecord)> {
+    let recorded = match recorded_in(engine, dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the record of scheduled backups");
+            return None;
+        }
+    };
+    recorded
+        .into_iter()
+        .rev()
+        .find(|(p, r)| r.at <= now && matches!(on_disk(p, r), OnDisk::AsWritten))
+}
+
+/// Warnings about `dir`: entries the vault did not record writing, recorded files that
+/// are missing or changed. File names are shown escaped (they come from the directory).
+fn survey(engine: &Engine, dir: &Path) -> Vec<String> {
+    let recorded = recorded_in(engine, dir).unwrap_or_default();
+    let mut warnings = Vec::new();
+    for (p, r) in &recorded {
+        match on_disk(p, r) {
+            OnDisk::AsWritten => {}
+            OnDisk::Missing => warnings.push(format!(
+                "the recorded backup {} is missing: it was removed by something other than tokenvault",
+                p.display()
+            )),
+            OnDisk::Changed(why) => warnings.push(format!(
+                "the recorded backup {} is not the file tokenvault wrote ({why}): check who changed it",
+                p.display()
+            )),
+        }
+    }
+    let mut foreign: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| !recorded.iter().any(|(r, _)| r == p))
+            .filter_map(|p| p.file_name().map(|n| format!("{:?}", n.to_string_lossy())))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if !foreign.is_empty() {
+        foreign.sort();
+        let n = foreign.len();
+        let mut list = foreign[..n.min(LISTED)].join(", ");
+        if n > LISTED {
+            list.push_str(&format!(" and {} more", n - LISTED));
+        }
+        warnings.push(format!(
+            "backup directory {} holds {n} file{} tokenvault did not write ({list}): ignored for scheduling and never deleted; remove {} if not yours",
+            dir.display(),
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" },
+        ));
+    }
+    warnings
+}
+
+/// The scheduled-backup line of `status` when no scheduler of this process has run yet:
+/// the newest recorded backup that is still as written, and the directory's warnings.
+pub fn recorded_outcome(engine: &Engine, cfg: &BackupConfig) -> Option<BackupOutcome> {
+    let dir = PathBuf::from(&cfg.directory);
+    let now = engine.now();
+    let interval = cfg.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
+    let warnings = survey(engine, &dir);
+    match trusted_last(engine, &dir, now) {
+        Some((path, rec)) => Some(BackupOutcome {
+            at: rec.at,
+            ok: true,
+            path: Some(path.display().to_string()),
+            records: Some(rec.records),
+            error: None,
+            next_at: Some(rec.at + interval),
+            warnings,
+        }),
+        None if warnings.is_empty() => None,
+        None => Some(BackupOutcome {
+            at: now,
+            ok: false,
+            path: None,
+            records: None,
+            error: Some(
+                "no backup tokenvault recorded writing is in the directory (`tokenvault serve` takes them)"
+                    .into(),
+            ),
+            next_at: None,
+            warnings,
+        }),
+    }
+}
+
+/// A name in `dir` for a backup taken at `now` that nothing uses yet (looked at with
+/// `lstat`, so a dangling link or a planted FIFO counts as used and is left alone).
+fn new_name(dir: &Path, now: i64) -> PathBuf {
+    let stamp = chrono::DateTime::from_timestamp(now, 0)
+        .map(|d| d.format(STAMP).to_string())
+        .unwrap_or_else(|| now.to_string());
+    let taken = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mut path = dir.join(format!("{PREFIX}{stamp}{SUFFIX}"));
+    let mut n = 1;
+    while taken(&path) {
+        path = dir.join(format!("{PREFIX}{stamp}-{n}{SUFFIX}"));
+        n += 1;
+    }
+    path
+}
+
+/// Takes one scheduled backup now, records it in the vault and prunes old recorded ones.
+/// Blocking. `notes` of the report say what pruning met (missing or changed files).
 pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<BackupReport> {
     if cfg.recipients.is_empty() {
         return Err(Error::Config(
@@ -89,18 +299,13 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
         ));
     }
     let dir = PathBuf::from(&cfg.directory);
+    // Checked before creating (a planted link is not followed) and after (the result).
+    check_directory(&dir)?;
     crate::vault::create_private_dir(&dir)?;
+    check_directory(&dir)?;
     let now = engine.now();
-    let stamp = chrono::DateTime::from_timestamp(now, 0)
-        .map(|d| d.format(STAMP).to_string())
-        .unwrap_or_else(|| now.to_string());
-    let mut path = dir.join(format!("{PREFIX}{stamp}{SUFFIX}"));
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("{PREFIX}{stamp}-{n}{SUFFIX}"));
-        n += 1;
-    }
-    let report = export(
+    let path = new_name(&dir, now);
+    let (mut report, sha256) = export_file(
         engine.vault(),
         &engine.config().providers,
         &path,
@@ -112,20 +317,87 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
         },
         now,
     )?;
-    prune(&dir, cfg.retention.unwrap_or(DEFAULT_RETENTION).max(1));
+    let record = BackupFileRecord {
+        at: report.created_at,
+        sha256: hex::encode(sha256),
+        bytes: report.bytes,
+        records: report.records,
+    };
+    let recorded = engine.vault().write().and_then(|tx| {
+        tx.put_backup_file(&path.display().to_string(), &record)?;
+        tx.commit()
+    });
+    if let Err(e) = recorded {
+        return Err(Error::Storage(format!(
+            "the backup {} was written but could not be recorded in the vault ({e}); it will be reported as a file tokenvault did not write",
+            path.display()
+        )));
+    }
+    report.notes = prune(
+        engine,
+        &dir,
+        cfg.retention.unwrap_or(DEFAULT_RETENTION).max(1),
+    )?;
     Ok(report)
 }
 
-fn prune(dir: &Path, keep: usize) {
-    let files = scheduled_files(dir);
-    if files.len() <= keep {
-        return;
-    }
-    for old in &files[..files.len() - keep] {
-        if let Err(e) = std::fs::remove_file(old) {
-            tracing::warn!(file = %old.display(), error = %e, "cannot remove an old backup");
+/// Keeps the `keep` newest recorded backups in `dir` that are still as written, deletes
+/// older recorded ones whose content still has the recorded SHA-256, and forgets records
+/// of files that went missing or changed (a changed file is left in place). Files the vault
+/// did not record are never looked at. Returns notes for the operator.
+fn prune(engine: &Engine, dir: &Path, keep: usize) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut forget = Vec::new();
+    let mut present = Vec::new();
+    for (p, r) in recorded_in(engine, dir)? {
+        match on_disk(&p, &r) {
+            OnDisk::AsWritten => present.push((p, r)),
+            OnDisk::Missing => {
+                notes.push(format!(
+                    "the recorded backup {} was missing (removed by something other than tokenvault); its record is dropped",
+                    p.display()
+                ));
+                forget.push(p);
+            }
+            OnDisk::Changed(why) => {
+                notes.push(format!(
+                    "the recorded backup {} is not the file tokenvault wrote ({why}): left in place, no longer counted as a backup",
+                    p.display()
+                ));
+                forget.push(p);
+            }
         }
     }
+    let excess = present.len().saturating_sub(keep);
+    for (p, r) in present.into_iter().take(excess) {
+        match same_content(&p, &r) {
+            Ok(true) => match std::fs::remove_file(&p) {
+                Ok(()) => forget.push(p),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => forget.push(p),
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot remove an old backup; will try again after the next backup");
+                }
+            },
+            Ok(false) => {
+                notes.push(format!(
+                    "the recorded backup {} is not the file tokenvault wrote (its content changed): left in place, no longer counted as a backup",
+                    p.display()
+                ));
+                forget.push(p);
+            }
+            Err(e) => {
+                tracing::warn!(file = %p.display(), error = %e, "cannot read an old backup to check it before removing it; will try again after the next backup");
+            }
+        }
+    }
+    if !forget.is_empty() {
+        let tx = engine.vault().write()?;
+        for p in &forget {
+            tx.remove_backup_file(&p.display().to_string())?;
+        }
+        tx.commit()?;
+    }
+    Ok(notes)
 }
 
 /// Runs scheduled backups until `shutdown` completes. Reads `engine.config().backup` on
@@ -134,18 +406,18 @@ fn prune(dir: &Path, keep: usize) {
 /// `tokio::spawn(tokenvault::backup::run_scheduled_backups(engine.clone(), shutdown))`.
 pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Output = ()> + Send) {
     tokio::pin!(shutdown);
-    let mut last_ok: Option<i64> = None;
     let mut failed_at: Option<i64> = None;
     loop {
         let cfg = engine.config().backup.clone();
         let now = engine.now();
         let due = cfg.as_ref().map(|c| {
             let interval = c.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
-            let last = last_ok.or_else(|| newest_on_disk(c).map(|o| o.at));
-            let regular = last.map(|l| l + interval).unwrap_or(now);
+            let last = trusted_last(&engine, Path::new(&c.directory), now).map(|(_, r)| r.at);
             match failed_at {
-                Some(f) => regular.min(f + interval.min(RETRY_SECS as i64)).max(f + 1),
-                None => regular,
+                // After a failure the backup was due already: try again after the retry
+                // delay, not at once (a broken directory must not fail every second).
+                Some(f) => f + interval.min(RETRY_SECS as i64),
+                None => last.map(|l| l + interval).unwrap_or(now),
             }
         });
         let wait = match due {
@@ -173,18 +445,18 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
         };
         let at = engine.now();
         let interval = cfg.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
-        let outcome = match result {
+        let mut outcome = match result {
             Ok(Ok(report)) => {
-                last_ok = Some(at);
                 failed_at = None;
                 tracing::info!(file = %report.path, records = report.records, "scheduled backup written");
                 BackupOutcome {
-                    at,
+                    at: report.created_at,
                     ok: true,
                     path: Some(report.path),
                     records: Some(report.records),
                     error: None,
-                    next_at: Some(at + interval),
+                    next_at: Some(report.created_at + interval),
+                    warnings: report.notes,
                 }
             }
             Ok(Err(e)) => {
@@ -197,6 +469,7 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
                     records: None,
                     error: Some(e.to_string()),
                     next_at: Some(at + interval.min(RETRY_SECS as i64)),
+                    warnings: Vec::new(),
                 }
             }
             Err(join) => {
@@ -209,9 +482,18 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
                     records: None,
                     error: Some("the backup task failed unexpectedly".into()),
                     next_at: Some(at + interval.min(RETRY_SECS as i64)),
+                    warnings: Vec::new(),
                 }
             }
         };
+        let e2 = engine.clone();
+        let dir = PathBuf::from(&cfg.directory);
+        if let Ok(more) = tokio::task::spawn_blocking(move || survey(&e2, &dir)).await {
+            outcome.warnings.extend(more);
+        }
+        for w in &outcome.warnings {
+            tracing::warn!("scheduled backups: {w}");
+        }
         engine.set_last_backup(outcome);
     }
 }

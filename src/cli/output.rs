@@ -339,6 +339,9 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         if let Some(n) = b.next_at {
             writeln!(out, "next backup:  {} ({})", fmt_time(n), fmt_in(n, now))?;
         }
+        for w in &b.warnings {
+            writeln!(out, "backup warning: {w}")?;
+        }
     }
     Ok(())
 }

@@ -227,6 +227,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         loopback_only(a)?;
     }
     let config = Config::load(&opts.config)?;
+    // A backup directory another user controls is refused before anything starts.
+    crate::backup::schedule::check_config(&config)?;
     prepare_dir(&opts)?;
     let lock_path = PathBuf::from(format!("{}.lock", opts.socket.display()));
     let _lock = take_lock(&lock_path).map_err(|e| match e {

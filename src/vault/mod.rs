@@ -16,6 +16,7 @@
 //! Every write transaction commits with `Durability::Immediate` (redb's default): when
 //! `commit` returns, the change is on disk, fully or not at all.
 
+pub mod backup_files;
 pub mod crypto;
 mod overlay;
 pub mod records;

@@ -32,6 +32,10 @@ pub const TENANT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("tena
 pub const GRANTS: TableDefinition<u32, &str> = TableDefinition::new("grants");
 /// `TENANT/KEY_ID` → `AppleKeyRecord` (private key sealed)
 pub const APPLE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("apple_keys");
+/// backup file path → `BackupFileRecord`: the files the scheduled backups wrote (what the
+/// schedule and its retention trust, never the names found in the directory). Files made
+/// before this table existed have no such table; readers treat it as empty.
+pub const BACKUP_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("backup_files");
 
 /// Table names as used in sealing associated data. A sealed value only opens under the
 /// name of the table it was written to.
