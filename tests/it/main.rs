@@ -27,4 +27,5 @@ mod hygiene;
 mod refresh_cli;
 mod refresh_crash;
 mod refresh_engine;
+mod socket_trust;
 mod token_cache;
