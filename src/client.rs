@@ -101,9 +101,24 @@ impl Client {
                 "larger than the daemon's 64 KiB line limit",
             ));
         }
-        self.wr.write_all(&line).await.map_err(lost)?;
+        let sent = self.wr.write_all(&line).await;
         let mut answer = zeroize::Zeroizing::new(Vec::new());
-        let n = self.rd.read_until(b'\n', &mut answer).await.map_err(lost)?;
+        // A daemon that refuses a connection (caps, auth deadline) says why in one line
+        // and closes, so our write may fail while its line is still there to read.
+        let n = match sent {
+            Ok(()) => self.rd.read_until(b'\n', &mut answer).await.map_err(lost)?,
+            Err(e) => {
+                let why = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    self.rd.read_until(b'\n', &mut answer),
+                )
+                .await;
+                match why {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return Err(lost(e)),
+                }
+            }
+        };
         if n == 0 {
             return Err(Error::Internal(
                 "the daemon closed the connection without answering (it may be shutting down); retry".into(),
@@ -178,7 +193,7 @@ pub async fn daemon(g: &Global) -> Result<Option<Client>> {
         Some(key) => c.auth(key).await?,
         None => {
             if let Some(wanted) = &g.vault
-                && serves_another_vault(&mut c, wanted).await
+                && serves_another_vault(&mut c, wanted).await?
             {
                 tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
                 return Ok(None);
@@ -198,15 +213,22 @@ pub async fn execute(g: &Global, req: Request) -> Result<Response> {
 }
 
 /// True when the CLI was pointed at a vault file (`--vault`/`TOKENVAULT_VAULT`) and the
-/// daemon on the socket serves a different one: the command must not go to it.
-async fn serves_another_vault(c: &mut Client, wanted: &Path) -> bool {
+/// daemon on the socket serves a different one: the command must not go to it. A daemon
+/// that refused the connection (caps) or dropped it is an error, not "another vault".
+async fn serves_another_vault(c: &mut Client, wanted: &Path) -> Result<bool> {
     match c.call(&Request::DaemonInfo).await {
         Ok(Response::DaemonInfo { vault, .. }) => {
             let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-            canon(Path::new(&vault)) != canon(wanted)
+            Ok(canon(Path::new(&vault)) != canon(wanted))
         }
         // an older daemon, or a non-admin caller: trust the socket
-        _ => false,
+        Ok(_) => Ok(false),
+        Err(Error::Remote { code, .. })
+            if matches!(code.as_str(), "bad_request" | "forbidden" | "unauthorized") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

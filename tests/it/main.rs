@@ -15,6 +15,7 @@ mod backup_failures;
 mod backup_roundtrip;
 mod backup_schedule;
 mod cli;
+mod connection_caps;
 mod daemon_cli;
 mod daemon_hostile;
 mod daemon_hygiene;
