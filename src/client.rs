@@ -183,9 +183,7 @@ pub async fn daemon(g: &Global) -> Result<Option<Client>> {
         .socket
         .clone()
         .unwrap_or_else(crate::cli::paths::default_socket);
-    let also_trusted = || {
-        crate::cli::run::load_config(g).map(|c| c.client.trusted_daemon_uids)
-    };
+    let also_trusted = || crate::cli::run::load_config(g).map(|c| c.client.trusted_daemon_uids);
     let Some(mut c) = Client::connect_trusting(&socket, also_trusted).await? else {
         return Ok(None);
     };

@@ -175,7 +175,13 @@ mod tests {
         assert_eq!(c.daemon.max_connections_per_uid, Some(8));
         assert_eq!(c.daemon.auth_timeout_secs, Some(2));
         assert_eq!(c.daemon.reserved_admin_connections, Some(0));
-        assert!(Config::parse("").unwrap().client.trusted_daemon_uids.is_empty());
+        assert!(
+            Config::parse("")
+                .unwrap()
+                .client
+                .trusted_daemon_uids
+                .is_empty()
+        );
         assert!(Config::parse("[client]\ntrusted_daemon_uids = [-1]").is_err());
         assert!(Config::parse("[client]\ntrusted_uids = [5]").is_err());
     }

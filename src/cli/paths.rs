@@ -67,7 +67,11 @@ mod tests {
             (None, 1000, "/tmp/tokenvault-1000/tokenvault.sock"),
             (None, 0, "/tmp/tokenvault-0/tokenvault.sock"),
             (Some(""), 42, "/tmp/tokenvault-42/tokenvault.sock"),
-            (Some("run/user/42"), 42, "/tmp/tokenvault-42/tokenvault.sock"),
+            (
+                Some("run/user/42"),
+                42,
+                "/tmp/tokenvault-42/tokenvault.sock",
+            ),
         ];
         for (xdg, uid, want) in cases {
             assert_eq!(

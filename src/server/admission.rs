@@ -57,7 +57,9 @@ impl Limits {
         Limits {
             max_connections: positive(c.max_connections, DEFAULT_MAX_CONNECTIONS),
             max_per_uid: positive(c.max_connections_per_uid, DEFAULT_MAX_CONNECTIONS_PER_UID),
-            reserved_admin: c.reserved_admin_connections.unwrap_or(DEFAULT_RESERVED_ADMIN),
+            reserved_admin: c
+                .reserved_admin_connections
+                .unwrap_or(DEFAULT_RESERVED_ADMIN),
             idle_timeout: secs(c.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT),
             auth_timeout: secs(c.auth_timeout_secs, DEFAULT_AUTH_TIMEOUT),
         }
@@ -136,12 +138,7 @@ impl Counts {
 }
 
 /// The pure rule: may one more connection of `uid` with `standing` come in?
-pub fn admit(
-    c: &Counts,
-    uid: Option<u32>,
-    standing: Standing,
-    l: &Limits,
-) -> Result<(), Refusal> {
+pub fn admit(c: &Counts, uid: Option<u32>, standing: Standing, l: &Limits) -> Result<(), Refusal> {
     if standing == Standing::Admin {
         let limit = l.max_connections.saturating_add(l.reserved_admin);
         return if c.total < limit {
@@ -279,7 +276,13 @@ mod tests {
             reserved_admin_connections: Some(0),
             auth_timeout_secs: Some(0),
         });
-        assert_eq!(z, Limits { reserved_admin: 0, ..d });
+        assert_eq!(
+            z,
+            Limits {
+                reserved_admin: 0,
+                ..d
+            }
+        );
     }
 
     #[test]

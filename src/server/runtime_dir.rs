@@ -234,9 +234,8 @@ pub fn prepare(
                 .map_err(|e| Error::io(format!("cannot chmod {}", dir.display()), e))?;
         }
         if let Some(g) = gid {
-            std::os::unix::fs::fchown(&f, None, Some(g)).map_err(|e| {
-                Error::io(format!("cannot give {} to group {g}", dir.display()), e)
-            })?;
+            std::os::unix::fs::fchown(&f, None, Some(g))
+                .map_err(|e| Error::io(format!("cannot give {} to group {g}", dir.display()), e))?;
         }
     } else if facts.mode & dir_mode & 0o011 != dir_mode & 0o011 {
         tracing::warn!(dir = %dir.display(), "the socket is widened but its directory does not let group/others search it; they cannot reach the socket");
@@ -314,7 +313,10 @@ pub fn open_lock_file(path: &Path, euid: u32) -> Result<File> {
         if m.uid() != euid {
             return Err(unsafe_lock(
                 path,
-                &format!("it belongs to uid {}, not to this daemon: remove it", m.uid()),
+                &format!(
+                    "it belongs to uid {}, not to this daemon: remove it",
+                    m.uid()
+                ),
             ));
         }
         if m.nlink() != 1 {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 /// The binary with no `--socket`: the socket is the default one under `xdg`.
 fn default_socket_cmd(tv: &TestVault, xdg: &Path) -> assert_cmd::Command {
     let mut c = tv.std_cmd();
-    c.env_remove("TOKENVAULT_SOCKET").env("XDG_RUNTIME_DIR", xdg);
+    c.env_remove("TOKENVAULT_SOCKET")
+        .env("XDG_RUNTIME_DIR", xdg);
     let mut c = assert_cmd::Command::from_std(c);
     c.timeout(Duration::from_secs(60));
     c
@@ -226,7 +227,10 @@ fn serve_refuses_a_runtime_dir_it_cannot_trust() {
         let (xdg, dir) = case(&format!("{m:o}"));
         std::fs::create_dir(&dir).unwrap();
         chmod(&dir, m);
-        refused(&xdg, &["unsafe socket directory", &format!("{m:04o}"), "chmod 700"]);
+        refused(
+            &xdg,
+            &["unsafe socket directory", &format!("{m:04o}"), "chmod 700"],
+        );
         assert_eq!(mode(&dir), m, "the directory was changed");
         assert!(names_in(&dir).is_empty(), "{:?}", names_in(&dir));
     }
@@ -293,8 +297,7 @@ fn an_explicit_socket_dir_must_be_ours_or_roots_and_closed_to_writers() {
     two_tenants(&tv);
     let serve_at = |dir: &Path| {
         let mut c = tv.std_cmd();
-        c.env("TOKENVAULT_SOCKET", dir.join("tv.sock"))
-            .arg("serve");
+        c.env("TOKENVAULT_SOCKET", dir.join("tv.sock")).arg("serve");
         c
     };
     let mk = |name: &str, m: u32| {
@@ -363,7 +366,11 @@ fn serve_refuses_a_symlinked_lock_file_and_a_foreign_socket() {
     let absent = tv.dir.path().join("would-be-created");
     std::os::unix::fs::symlink(&absent, &lock).unwrap();
     let a = serve().assert().code(1);
-    assert!(stderr_of(&a).contains("unsafe lock file"), "{}", stderr_of(&a));
+    assert!(
+        stderr_of(&a).contains("unsafe lock file"),
+        "{}",
+        stderr_of(&a)
+    );
     assert!(stderr_of(&a).contains("symbolic link"), "{}", stderr_of(&a));
     assert!(!absent.exists());
     assert!(!tv.socket().exists());
