@@ -3,8 +3,16 @@
 //! or nobody listening on it) the command opens the vault file itself. A tenant key only
 //! ever goes to the daemon.
 //!
+//! Before a single byte is written, the daemon's uid is read from the kernel (SO_PEERCRED
+//! of the connected socket): it must be this process's euid, root, or a uid listed in
+//! `[client] trusted_daemon_uids`. Anything else is refused (exit 5, naming the uid) — a
+//! program of another user listening where the daemon should be must not receive a
+//! client secret, a refresh token or a key, and a refusal is not "no daemon": the command
+//! does not fall back to the file either.
+//!
 //! Must not: fall back to the file after the daemon answered (an error from the daemon is
-//! the answer), or send a tenant key anywhere but the socket.
+//! the answer) or after refusing the daemon, send anything to an untrusted daemon, or send
+//! a tenant key anywhere but the socket.
 
 use crate::cli::args::Global;
 use crate::engine::{Request, Response};
@@ -24,11 +32,31 @@ pub struct Client {
     next_id: u64,
 }
 
+/// May the CLI, running as `own_euid`, talk to a daemon whose socket peer is `peer_uid`?
+/// Its own uid and root always; other uids only when the operator listed them.
+pub fn daemon_trusted(peer_uid: u32, own_euid: u32, also_trusted: &[u32]) -> bool {
+    peer_uid == own_euid || peer_uid == 0 || also_trusted.contains(&peer_uid)
+}
+
 impl Client {
-    /// Connects to the daemon at `socket`; `Ok(None)` when no daemon is there.
+    /// Connects to the daemon at `socket`; `Ok(None)` when no daemon is there. The daemon
+    /// must run as this process's euid or root (see [`Client::connect_trusting`]).
     pub async fn connect(socket: &Path) -> Result<Option<Client>> {
+        Self::connect_trusting(socket, || Ok(Vec::new())).await
+    }
+
+    /// Connects to the daemon at `socket`; `Ok(None)` when no daemon is there. Before
+    /// anything is sent the peer's uid must be this process's euid, root, or one of the
+    /// uids `also_trusted` returns (asked only for another uid, so a config file is read
+    /// only when it matters); otherwise `Error::Forbidden` naming the uid, with nothing
+    /// written to the socket.
+    pub async fn connect_trusting(
+        socket: &Path,
+        also_trusted: impl FnOnce() -> Result<Vec<u32>>,
+    ) -> Result<Option<Client>> {
         match UnixStream::connect(socket).await {
             Ok(s) => {
+                check_peer(&s, socket, also_trusted)?;
                 let (rd, wr) = s.into_split();
                 Ok(Some(Client {
                     rd: BufReader::new(rd),
@@ -73,9 +101,24 @@ impl Client {
                 "larger than the daemon's 64 KiB line limit",
             ));
         }
-        self.wr.write_all(&line).await.map_err(lost)?;
+        let sent = self.wr.write_all(&line).await;
         let mut answer = zeroize::Zeroizing::new(Vec::new());
-        let n = self.rd.read_until(b'\n', &mut answer).await.map_err(lost)?;
+        // A daemon that refuses a connection (caps, auth deadline) says why in one line
+        // and closes, so our write may fail while its line is still there to read.
+        let n = match sent {
+            Ok(()) => self.rd.read_until(b'\n', &mut answer).await.map_err(lost)?,
+            Err(e) => {
+                let why = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    self.rd.read_until(b'\n', &mut answer),
+                )
+                .await;
+                match why {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return Err(lost(e)),
+                }
+            }
+        };
         if n == 0 {
             return Err(Error::Internal(
                 "the daemon closed the connection without answering (it may be shutting down); retry".into(),
@@ -90,6 +133,32 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+/// Refuses a socket whose peer is not a daemon this process may trust; writes nothing.
+fn check_peer(
+    s: &UnixStream,
+    socket: &Path,
+    also_trusted: impl FnOnce() -> Result<Vec<u32>>,
+) -> Result<()> {
+    let own = nix::unistd::geteuid().as_raw();
+    let peer = s.peer_cred().map_err(|e| {
+        Error::Forbidden(format!(
+            "cannot tell which uid serves the socket {} ({e}); nothing was sent to it. Check what is listening there",
+            socket.display()
+        ))
+    })?;
+    let uid = peer.uid();
+    // The config file is read only for a foreign uid, so a broken one never gets in the
+    // way of reaching one's own daemon.
+    if daemon_trusted(uid, own, &[]) || daemon_trusted(uid, own, &also_trusted()?) {
+        return Ok(());
+    }
+    tracing::warn!(socket = %socket.display(), peer_uid = uid, "refusing a daemon of another uid");
+    Err(Error::Forbidden(format!(
+        "the socket {} is served by uid {uid}, which is neither you (uid {own}) nor root; nothing was sent to it. If that daemon is one you trust, add {uid} to `trusted_daemon_uids` in the [client] section of the config file; otherwise find out who created the socket (it may be impersonating tokenvault) and use --socket to reach the real daemon",
+        socket.display()
+    )))
 }
 
 /// The tenant key of `--tenant-key-file` or `TOKENVAULT_TENANT_KEY`, if any.
@@ -114,14 +183,15 @@ pub async fn daemon(g: &Global) -> Result<Option<Client>> {
         .socket
         .clone()
         .unwrap_or_else(crate::cli::paths::default_socket);
-    let Some(mut c) = Client::connect(&socket).await? else {
+    let also_trusted = || crate::cli::run::load_config(g).map(|c| c.client.trusted_daemon_uids);
+    let Some(mut c) = Client::connect_trusting(&socket, also_trusted).await? else {
         return Ok(None);
     };
     match tenant_key(g)? {
         Some(key) => c.auth(key).await?,
         None => {
             if let Some(wanted) = &g.vault
-                && serves_another_vault(&mut c, wanted).await
+                && serves_another_vault(&mut c, wanted).await?
             {
                 tracing::debug!(socket = %socket.display(), "the daemon serves another vault; opening the file");
                 return Ok(None);
@@ -141,14 +211,36 @@ pub async fn execute(g: &Global, req: Request) -> Result<Response> {
 }
 
 /// True when the CLI was pointed at a vault file (`--vault`/`TOKENVAULT_VAULT`) and the
-/// daemon on the socket serves a different one: the command must not go to it.
-async fn serves_another_vault(c: &mut Client, wanted: &Path) -> bool {
+/// daemon on the socket serves a different one: the command must not go to it. A daemon
+/// that refused the connection (caps) or dropped it is an error, not "another vault".
+async fn serves_another_vault(c: &mut Client, wanted: &Path) -> Result<bool> {
     match c.call(&Request::DaemonInfo).await {
         Ok(Response::DaemonInfo { vault, .. }) => {
             let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-            canon(Path::new(&vault)) != canon(wanted)
+            Ok(canon(Path::new(&vault)) != canon(wanted))
         }
         // an older daemon, or a non-admin caller: trust the socket
-        _ => false,
+        Ok(_) => Ok(false),
+        Err(Error::Remote { code, .. })
+            if matches!(code.as_str(), "bad_request" | "forbidden" | "unauthorized") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_own_root_and_listed_daemons_are_trusted() {
+        assert!(daemon_trusted(1000, 1000, &[]));
+        assert!(daemon_trusted(0, 1000, &[]));
+        assert!(!daemon_trusted(65534, 1000, &[]));
+        assert!(!daemon_trusted(65534, 0, &[]));
+        assert!(daemon_trusted(65534, 0, &[998, 65534]));
+        assert!(!daemon_trusted(1001, 1000, &[998]));
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     #[serde(default)]
     pub backup: Option<BackupConfig>,
+    #[serde(default)]
+    pub client: ClientConfig,
 }
 
 /// `[providers.NAME]` (SPEC §5.5).
@@ -69,8 +71,25 @@ pub struct SchedulerConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
+    /// Connections of all non-admin uids together (default 1024).
     pub max_connections: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
+    /// Connections of one non-admin peer uid (default 64).
+    pub max_connections_per_uid: Option<usize>,
+    /// Slots beyond `max_connections` kept for the daemon's own uid and root (default 64).
+    pub reserved_admin_connections: Option<usize>,
+    /// Seconds a connection with no grant and no key has to `auth` (default 5).
+    pub auth_timeout_secs: Option<u64>,
+}
+
+/// `[client]`: which daemons the CLI talks to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// uids, besides the CLI's own and root, whose daemon the CLI may send requests to
+    /// (checked with SO_PEERCRED before anything is sent).
+    #[serde(default)]
+    pub trusted_daemon_uids: Vec<u32>,
 }
 
 /// `[[webhooks]]` (SPEC §6).
@@ -144,5 +163,26 @@ mod tests {
         assert_eq!(c.providers["acme"].client_auth.as_deref(), Some("post"));
         assert!(Config::parse("[providers.x]\ntokn_url = 1").is_err());
         assert!(Config::parse("").is_ok());
+    }
+
+    #[test]
+    fn client_and_daemon_limits_parse() {
+        let c = Config::parse(
+            "[client]\ntrusted_daemon_uids = [998, 0]\n[daemon]\nmax_connections_per_uid = 8\nauth_timeout_secs = 2\nreserved_admin_connections = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.client.trusted_daemon_uids, vec![998, 0]);
+        assert_eq!(c.daemon.max_connections_per_uid, Some(8));
+        assert_eq!(c.daemon.auth_timeout_secs, Some(2));
+        assert_eq!(c.daemon.reserved_admin_connections, Some(0));
+        assert!(
+            Config::parse("")
+                .unwrap()
+                .client
+                .trusted_daemon_uids
+                .is_empty()
+        );
+        assert!(Config::parse("[client]\ntrusted_daemon_uids = [-1]").is_err());
+        assert!(Config::parse("[client]\ntrusted_uids = [5]").is_err());
     }
 }

@@ -115,6 +115,14 @@ pub enum Error {
         "the backup conflicts with the target vault ({0}); nothing was restored: pass --replace to replace them with the backup's copy"
     )]
     BackupConflict(String),
+    /// A directory or file `serve` would rely on (the socket's directory, the lock file, a
+    /// socket in the way) that someone else could control. Exit 1.
+    #[error("unsafe {what} {path}: {reason}")]
+    Unsafe {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     /// An error the daemon answered with, carried back to the CLI by its protocol code.
     #[error("{message}")]
     Remote { code: String, message: String },

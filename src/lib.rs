@@ -19,9 +19,11 @@
 //! - [`error`]: the error type, with exit codes and protocol error codes.
 //! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
 //! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
-//! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, the
-//!   newline-delimited JSON protocol, signals, systemd readiness.
-//! - [`client`]: the CLI side of the socket: send to a live daemon, else run in-process.
+//! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, connection
+//!   caps, socket-directory trust, the newline-delimited JSON protocol, signals, systemd
+//!   readiness.
+//! - [`client`]: the CLI side of the socket: check the daemon's uid, send to a live
+//!   daemon, else run in-process.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
 //!

@@ -182,6 +182,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     .map(crate::server::daemon::parse_socket_mode)
                     .transpose()?,
                 socket_group,
+                socket_dir_is_default: g
+                    .socket
+                    .as_ref()
+                    .is_none_or(|s| *s == paths::default_socket()),
             };
             let pf = opts.passphrase_file.clone();
             return crate::server::serve(opts, move || {

@@ -1,9 +1,11 @@
 //! `tokenvault serve` (SPEC §6): everything around the listener.
 //!
-//! Start-up, in order: refuse a non-loopback `--metrics-listen`; create the socket's
-//! directory 0700; take an exclusive lock on `SOCKET.lock` (a second daemon stops here,
-//! exit 3); unlock the vault; replace a stale socket left by a crashed daemon (only a
-//! socket, never another kind of file); bind with mode 0600 (or `--socket-mode`, group
+//! Start-up, in order: refuse a non-loopback `--metrics-listen`; check the socket's
+//! directory and its parents, or create it 0700 (`runtime_dir`: an untrustworthy one is
+//! refused, exit 1); take an exclusive lock on `SOCKET.lock`, never through a link (a
+//! second daemon stops here, exit 3); unlock the vault; replace a stale socket left by a
+//! crashed daemon (only a socket of our own uid, never another kind of file); bind with
+//! mode 0600 (or `--socket-mode`, group
 //! `--socket-group`); start the scheduler, the listener, the audit flusher, webhooks and
 //! the metrics HTTP endpoint; tell systemd READY=1.
 //!
@@ -14,12 +16,12 @@
 //! Audit records of token hand-outs are queued by the engine and written here once a
 //! second (off the request path), so `get` never waits for a disk sync.
 
-use super::listener;
+use super::{listener, runtime_dir};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::vault::{Vault, create_private_dir};
+use crate::vault::Vault;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub struct ServeOptions {
     /// Octal permission bits for the socket (default 0600).
     pub socket_mode: Option<u32>,
     pub socket_group: Option<String>,
+    /// True when `socket` is the default of SPEC §3: its directory then belongs to
+    /// tokenvault alone and is held to the private rule (`runtime_dir`).
+    pub socket_dir_is_default: bool,
 }
 
 /// Parses `--socket-mode` (octal, e.g. `660` or `0660`). Execute bits and anything
@@ -60,14 +65,7 @@ struct DaemonLock {
 }
 
 fn take_lock(path: &Path) -> Result<DaemonLock> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("cannot open lock file {}", path.display()), e))?;
+    let file = runtime_dir::open_lock_file(path, nix::unistd::geteuid().as_raw())?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(flock) => Ok(DaemonLock { _flock: flock }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::VaultInUse {
@@ -80,36 +78,14 @@ fn take_lock(path: &Path) -> Result<DaemonLock> {
     }
 }
 
-/// Removes a socket file left by a daemon that died. We hold the lock, so no live daemon
-/// owns it. Anything that is not a socket is left alone and refused.
-fn remove_stale_socket(path: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            tracing::info!(socket = %path.display(), "replacing a stale socket from an earlier daemon");
-            std::fs::remove_file(path)
-                .map_err(|e| Error::io(format!("cannot remove stale socket {}", path.display()), e))
-        }
-        Ok(_) => Err(Error::invalid(
-            "--socket",
-            format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            ),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("cannot inspect {}", path.display()), e)),
-    }
-}
-
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("cannot chmod {}", path.display()), e))
 }
 
-fn set_group(path: &Path, group: &str) -> Result<()> {
-    let gid = match group.parse::<u32>() {
+fn resolve_group(group: &str) -> Result<nix::unistd::Gid> {
+    Ok(match group.parse::<u32>() {
         Ok(n) => nix::unistd::Gid::from_raw(n),
         Err(_) => {
             nix::unistd::Group::from_name(group)
@@ -122,7 +98,11 @@ fn set_group(path: &Path, group: &str) -> Result<()> {
                 })?
                 .gid
         }
-    };
+    })
+}
+
+fn set_group(path: &Path, group: &str) -> Result<()> {
+    let gid = resolve_group(group)?;
     nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
         Error::io(
             format!("cannot give {} to group {group}", path.display()),
@@ -151,8 +131,9 @@ fn bind_socket(opts: &ServeOptions) -> Result<tokio::net::UnixListener> {
         .map_err(|e| Error::io("cannot register the socket with the runtime", e))
 }
 
-/// The socket's directory: created 0700; when the socket mode lets the group or others
-/// in, they also get search (x) permission on the directory, nothing more.
+/// The socket's directory, checked and prepared by `runtime_dir::prepare` (the trust
+/// rules live there): created 0700; when the socket mode lets the group or others in, they
+/// also get search (x) permission on the directory, nothing more.
 fn prepare_dir(opts: &ServeOptions) -> Result<PathBuf> {
     let dir = opts
         .socket
@@ -160,8 +141,6 @@ fn prepare_dir(opts: &ServeOptions) -> Result<PathBuf> {
         .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let existed = dir.exists();
-    create_private_dir(&dir)?;
     let mode = opts.socket_mode.unwrap_or(0o600);
     let mut dir_mode = 0o700;
     if mode & 0o060 != 0 {
@@ -170,19 +149,19 @@ fn prepare_dir(opts: &ServeOptions) -> Result<PathBuf> {
     if mode & 0o006 != 0 {
         dir_mode |= 0o001;
     }
-    if !existed || dir_mode != 0o700 {
-        set_mode(&dir, dir_mode)?;
-        if let Some(g) = &opts.socket_group {
-            set_group(&dir, g)?;
-        }
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(&dir)
-            && m.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(dir = %dir.display(), "the socket directory is accessible to group or others; chmod 700 it");
-        }
-    }
+    let gid = opts
+        .socket_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()?
+        .map(|g| g.as_raw());
+    runtime_dir::prepare(
+        &dir,
+        opts.socket_dir_is_default,
+        nix::unistd::geteuid().as_raw(),
+        dir_mode,
+        gid,
+    )?;
     Ok(dir)
 }
 
@@ -258,7 +237,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     let mut sighup =
         signal(SignalKind::hangup()).map_err(|e| Error::io("cannot handle SIGHUP", e))?;
 
-    remove_stale_socket(&opts.socket)?;
+    runtime_dir::remove_stale_socket(&opts.socket, nix::unistd::geteuid().as_raw())?;
     let listener = bind_socket(&opts)?;
     let metrics_listener = match &opts.metrics_listen {
         Some(a) => Some(

@@ -4,23 +4,26 @@
 //! order. Limits, each leaving the daemon and other clients untouched: a line over
 //! `MAX_LINE` gets a `bad_request` answer and the connection is closed (the stream cannot
 //! be resynchronised safely); a malformed line or unknown op gets a `bad_request` answer
-//! and the connection goes on; beyond `max_connections` a new connection gets one error
-//! line and is closed; a connection silent for `idle_timeout` gets one error line and is
-//! closed; a client gone mid-request is simply dropped.
+//! and the connection goes on; a connection over its caps (`admission`: per uid, in all,
+//! kept slots for admins) gets one error line and is closed; a connection whose uid has
+//! neither admin rights nor a grant must `auth` within `auth_timeout` (until then and
+//! after a refused key only `hello` and `auth` are answered, anything else gets
+//! `unauthorized`), else it gets one `unauthorized` line and is closed; a connection
+//! silent for `idle_timeout` gets one error line and is closed; a client gone mid-request
+//! is simply dropped.
 //!
 //! Shutdown: when the `shutdown` future resolves the listener stops accepting, idle
 //! connections close at once, a request being answered is finished, and whatever is still
 //! running after `GRACE` is abandoned.
 
+use super::admission::{Admission, Limits, Slot, Standing};
 use super::peer::{self, Identity};
 use super::protocol::{self, MAX_LINE};
-use crate::config::DaemonConfig;
 use crate::engine::{Engine, Request, Response};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,34 +32,9 @@ use tokio::task::JoinSet;
 
 /// How long connections may take to finish after shutdown begins.
 pub const GRACE: Duration = Duration::from_secs(10);
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub use super::admission::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 /// A client that does not read its answers for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connection limits, read from `[daemon]` of the config for each new connection, so a
-/// SIGHUP reload applies to connections accepted after it.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub idle_timeout: Duration,
-}
-
-impl Limits {
-    pub fn from_config(c: &DaemonConfig) -> Self {
-        Limits {
-            max_connections: c
-                .max_connections
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            idle_timeout: c
-                .idle_timeout_secs
-                .filter(|n| *n > 0)
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
-        }
-    }
-}
 
 /// Serves `listener` until `shutdown` resolves, then drains connections (at most `GRACE`).
 pub async fn run(
@@ -66,7 +44,7 @@ pub async fn run(
 ) -> Result<()> {
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let active = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::default();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -75,15 +53,9 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let limits = Limits::from_config(&engine.config().daemon);
-                    if active.load(Ordering::Acquire) >= limits.max_connections {
-                        engine.metrics().socket_rejected();
-                        tracing::warn!(limit = limits.max_connections, "connection cap reached; refusing a client");
-                        tasks.spawn(reject(stream, limits.max_connections));
-                        continue;
-                    }
-                    engine.metrics().socket_accepted();
-                    let slot = Slot::take(&active);
-                    tasks.spawn(connection(engine.clone(), stream, limits, daemon_uid, stop_rx.clone(), slot));
+                    // Admission needs the peer's grant (a vault read), so it happens in
+                    // the connection's own task, off the accept loop.
+                    tasks.spawn(admit_and_serve(engine.clone(), stream, limits, daemon_uid, stop_rx.clone(), admission.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
@@ -108,28 +80,44 @@ pub async fn run(
     Ok(())
 }
 
-/// Counts a live connection; released when the task ends however it ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(active: &Arc<AtomicUsize>) -> Self {
-        active.fetch_add(1, Ordering::AcqRel);
-        Slot(active.clone())
+/// The standing of a peer uid at accept time (`admission`).
+fn standing(engine: &Engine, uid: Option<u32>, daemon_uid: u32) -> Standing {
+    match uid {
+        Some(u) if u == daemon_uid || u == 0 => Standing::Admin,
+        Some(u) => match engine.tenant_for_uid(u) {
+            Ok(Some(_)) => Standing::Authorised,
+            _ => Standing::Pending,
+        },
+        None => Standing::Pending,
     }
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// Counts the connection in and serves it, or refuses it with one error line.
+async fn admit_and_serve(
+    engine: Arc<Engine>,
+    stream: UnixStream,
+    limits: Limits,
+    daemon_uid: u32,
+    stop: watch::Receiver<bool>,
+    admission: Admission,
+) {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let standing = standing(&engine, uid, daemon_uid);
+    match admission.take(uid, standing, &limits) {
+        Ok(slot) => {
+            engine.metrics().socket_accepted();
+            connection(engine, stream, uid, limits, daemon_uid, stop, slot).await;
+        }
+        Err(refusal) => {
+            engine.metrics().socket_rejected();
+            tracing::warn!(peer_uid = ?uid, reason = %refusal, "refusing a client");
+            reject(stream, &refusal.to_string()).await;
+        }
     }
 }
 
-async fn reject(mut stream: UnixStream, limit: usize) {
-    let line = protocol::encode_err_code(
-        &Value::Null,
-        "internal",
-        &format!("too many connections (limit {limit}); retry later"),
-    );
+async fn reject(mut stream: UnixStream, message: &str) {
+    let line = protocol::encode_err_code(&Value::Null, "internal", message);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
     let _ = stream.shutdown().await;
 }
@@ -172,12 +160,12 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 async fn connection(
     engine: Arc<Engine>,
     stream: UnixStream,
+    uid: Option<u32>,
     limits: Limits,
     daemon_uid: u32,
     mut stop: watch::Receiver<bool>,
-    _slot: Slot,
+    mut slot: Slot,
 ) {
-    let uid = stream.peer_cred().ok().map(|c| c.uid());
     let mut identity = Identity::Peer { uid };
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
@@ -189,6 +177,9 @@ async fn connection(
     let mut last_line = tokio::time::Instant::now();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    // Armed only for a connection accepted as pending; one timer, fired at most once.
+    let auth_deadline = tokio::time::sleep(limits.auth_timeout);
+    tokio::pin!(auth_deadline);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -211,6 +202,24 @@ async fn connection(
                 let _ = write(
                     &mut wr,
                     &protocol::encode_err_code(&Value::Null, "bad_request", &msg),
+                )
+                .await;
+                break;
+            }
+            _ = &mut auth_deadline, if slot.is_pending() => {
+                // A grant given since the connection opened counts as authorised too.
+                if peer::caller(&engine, &identity, daemon_uid).is_ok() {
+                    slot.authorised();
+                    continue;
+                }
+                let msg = format!(
+                    "not authorised within {} s of connecting: send {{\"op\":\"auth\",\"tenant_key\":...}} first, or ask the operator to grant your uid a tenant (`tokenvault tenant grant TENANT --uid UID`); closing the connection",
+                    limits.auth_timeout.as_secs()
+                );
+                tracing::info!(peer_uid = ?uid, "closing a connection that did not authenticate in time");
+                let _ = write(
+                    &mut wr,
+                    &protocol::encode_err_code(&Value::Null, "unauthorized", &msg),
                 )
                 .await;
                 break;
@@ -239,6 +248,9 @@ async fn connection(
                 }
                 let a = answer(&engine, &mut identity, daemon_uid, &line).await;
                 line.clear();
+                if slot.is_pending() && matches!(identity, Identity::Key { .. }) {
+                    slot.authorised();
+                }
                 a
             }
         };

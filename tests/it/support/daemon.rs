@@ -86,20 +86,21 @@ impl Daemon {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = tv
-            .std_cmd()
-            .arg("serve")
-            .args(args)
+        let mut cmd = tv.std_cmd();
+        cmd.arg("serve").args(args);
+        Self::try_spawn(cmd, tv.socket(), log)
+    }
+
+    /// Spawns `cmd` (a prepared `serve`) and waits until `socket` answers `hello`;
+    /// Err(log) if it exits first. For daemons with another environment or uid.
+    pub fn try_spawn(mut cmd: StdCommand, socket: PathBuf, log: PathBuf) -> Result<Daemon, String> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut d = Daemon {
-            child,
-            socket: tv.socket(),
-            log,
-        };
+        let mut d = Daemon { child, socket, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = d.child.try_wait().unwrap() {

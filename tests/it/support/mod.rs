@@ -4,6 +4,7 @@
 
 pub mod apple;
 pub mod fake_provider;
+pub mod other_uid;
 pub mod webhook;
 
 use assert_cmd::Command;
