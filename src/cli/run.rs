@@ -1,12 +1,17 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
+//!
+//! Everything printed goes through `output::to_stdout` / `output::note`, so a closed pipe
+//! ends the output quietly (exit code unchanged: 0 unless the command itself failed).
 
 use super::args::{
     BackupCmd, Cli, ClientCmd, Command, Global, ProviderCmd, TenantCmd, TenantKeyCmd,
 };
+use super::output::note;
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
+use crate::vault::records::Status;
 use crate::vault::{Vault, crypto::KdfParams};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -58,7 +63,9 @@ fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
         }
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!("reading the token response JSON from stdin; end with Ctrl-D");
+                note(format_args!(
+                    "reading the token response JSON from stdin; end with Ctrl-D"
+                ));
             }
             std::io::stdin()
                 .lock()
@@ -98,7 +105,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "tokenvault", &mut std::io::stdout());
+            // generated into memory: clap_complete panics when its writer fails
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tokenvault", &mut script);
+            output::to_stdout(|out| out.write_all(&script))?;
             return Ok(0);
         }
         Command::Init {
@@ -113,7 +123,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             let pass = passphrase::passphrase(g.passphrase_file.as_deref(), true)?;
             let vault = Vault::init(&path, &pass, kdf)?;
-            println!("created vault {}", vault.path().display());
+            output::to_stdout(|out| writeln!(out, "created vault {}", vault.path().display()))?;
             Engine::new(vault).audit_admin(
                 &local_caller(),
                 "init",
@@ -174,6 +184,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 vault: vault_path(&g),
                 socket: g.socket.clone().unwrap_or_else(paths::default_socket),
                 config: g.config.clone().unwrap_or_else(paths::default_config),
+                config_required: g.config.is_some(),
                 passphrase_file: g.passphrase_file.clone(),
                 metrics_listen,
                 socket_mode: socket_mode
@@ -317,11 +328,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     Ok(f) => {
                         // printed only after the refresh was committed durably
                         let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "ack {}", f.access_token.expose());
-                        let _ = out.flush();
+                        let written = writeln!(out, "ack {}", f.access_token.expose())
+                            .and_then(|_| out.flush());
+                        if written.is_err() {
+                            // nobody reads the acknowledgements any more
+                            return Ok(0);
+                        }
                     }
                     Err(e) => {
-                        eprintln!("refresh failed: {e}");
+                        note(format_args!("refresh failed: {e}"));
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 }
@@ -334,6 +349,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             port,
             open,
             timeout,
+            no_listen,
             json,
         } => {
             let args = super::connect::ConnectArgs {
@@ -343,6 +359,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 port,
                 open,
                 timeout: std::time::Duration::from_secs(timeout),
+                no_listen,
             };
             // Through the daemon when one answers (it holds the vault), else in-process.
             let resp = match crate::client::daemon(&g).await? {
@@ -359,25 +376,49 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             };
             let now = chrono::Utc::now().timestamp();
-            let mut out = std::io::stdout().lock();
-            output::print(&mut out, &resp, json, now)
-                .and_then(|_| out.flush())
-                .map_err(|e| Error::io("cannot write to stdout", e))?;
+            output::print_stdout(&resp, json, now)?;
             return Ok(0);
+        }
+        Command::Test { connection, json } => {
+            pr.json = json;
+            Request::Test { connection }
         }
     };
     let resp = crate::client::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
-    let mut out = std::io::stdout().lock();
-    output::print(&mut out, &resp, pr.json, now)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("cannot write to stdout", e))?;
-    if let (true, Response::Status(s)) = (pr.health, &resp)
-        && !s.healthy
-    {
-        return Ok(1);
+    output::print_stdout(&resp, pr.json, now)?;
+    match &resp {
+        Response::Status(s) if pr.health && !s.healthy => Ok(1),
+        Response::Refreshed { results } => Ok(refresh_exit_code(results)),
+        _ => Ok(0),
     }
-    Ok(0)
+}
+
+/// The exit code of `refresh --due` / `--tenant` (documented in its `--help` and the
+/// README): 0 when nothing failed; otherwise the most severe failure's code: 6 when any
+/// connection needs re-authorisation or has a configuration error (someone must act),
+/// else 7 when a provider was unavailable (it will be retried), else 1.
+pub fn refresh_exit_code(results: &[crate::refresh::ops::RefreshResult]) -> i32 {
+    use crate::error::exit;
+    let codes: Vec<i32> = results
+        .iter()
+        .filter(|r| r.outcome == "failed")
+        .map(|r| match r.error_code.as_deref() {
+            Some("needs_reauth" | "config_error") => exit::NEEDS_REAUTH,
+            Some("provider_unavailable") => exit::UNAVAILABLE,
+            // an older daemon says no code: judge by the status the failure left
+            None => match r.status {
+                Some(Status::NeedsReauth | Status::Error) => exit::NEEDS_REAUTH,
+                Some(Status::Retrying | Status::TokenExpired) => exit::UNAVAILABLE,
+                _ => exit::OTHER,
+            },
+            Some(_) => exit::OTHER,
+        })
+        .collect();
+    [exit::NEEDS_REAUTH, exit::UNAVAILABLE, exit::OTHER]
+        .into_iter()
+        .find(|c| codes.contains(c))
+        .unwrap_or(exit::OK)
 }
 
 /// The configuration file of `--config` (or the default path); absent means empty.
