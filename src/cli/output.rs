@@ -62,7 +62,8 @@ pub fn fmt_in(t: i64, now: i64) -> String {
 }
 
 fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::other)?;
+    // `From` keeps the kind of a write error (a closed pipe stays `BrokenPipe`)
+    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
     writeln!(out)
 }
 

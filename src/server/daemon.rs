@@ -325,7 +325,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
                         sd_notify("READY=1\nSTATUS=serving");
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: configuration NOT reloaded; the daemon keeps running with the previous configuration until the file is fixed and SIGHUP sent again");
+                        tracing::error!(error = %e, "SIGHUP: configuration NOT reloaded, keeping the previous one: the daemon runs on it until the file is fixed and SIGHUP is sent again");
                         sd_notify("READY=1\nSTATUS=serving; last reload failed: the configuration file is broken (see the log)");
                     }
                 }
