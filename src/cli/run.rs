@@ -568,3 +568,47 @@ pub async fn open_local(g: &Global) -> Result<Engine> {
     engine.set_config(config);
     Ok(engine)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::ops::RefreshResult;
+
+    fn r(outcome: &str, code: Option<&str>, status: Option<Status>) -> RefreshResult {
+        RefreshResult {
+            connection: "acme/spotify/a".into(),
+            outcome: outcome.into(),
+            status,
+            expires_at: None,
+            reason: None,
+            error_code: code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn refresh_exit_codes_take_the_most_severe_failure() {
+        let ok = r("refreshed", None, Some(Status::Connected));
+        let skipped = r("skipped", None, None);
+        let reauth = r("failed", Some("needs_reauth"), Some(Status::NeedsReauth));
+        let config = r("failed", Some("config_error"), Some(Status::Error));
+        let down = r(
+            "failed",
+            Some("provider_unavailable"),
+            Some(Status::Retrying),
+        );
+        let other = r("failed", Some("internal"), Some(Status::Connected));
+        let old_daemon = r("failed", None, Some(Status::TokenExpired));
+        for (results, want) in [
+            (vec![], 0),
+            (vec![ok.clone(), skipped.clone()], 0),
+            (vec![ok.clone(), down.clone()], 7),
+            (vec![down.clone(), reauth.clone(), ok.clone()], 6),
+            (vec![config.clone()], 6),
+            (vec![other.clone(), down.clone()], 7),
+            (vec![other.clone(), ok.clone()], 1),
+            (vec![old_daemon], 7),
+        ] {
+            assert_eq!(refresh_exit_code(&results), want, "{results:?}");
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! The user-facing halves of the OAuth flows (SPEC §5.6) that run in the CLI: PKCE (RFC
 //! 7636, S256), the `state` check, the authorisation URL, the loopback redirect listener
-//! at `http://127.0.0.1:PORT/callback`, and the RFC 8628 device-flow polling cadence.
+//! at `http://127.0.0.1:PORT/callback` (whose page reports the exchange's outcome, see
+//! `Callback`), the check of a redirect URL pasted by hand (`connect --no-listen`), and
+//! the RFC 8628 device-flow polling cadence.
+//!
+//! Messages about a redirect never repeat its parameters (they hold the code, and may hold
+//! anything a forger put there), except an `error` from the OAuth vocabulary.
 //!
 //! The token exchanges themselves happen in the engine (client secrets never leave the
 //! vault); this module only carries codes back to it.

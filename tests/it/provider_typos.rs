@@ -128,6 +128,20 @@ fn put_client_set_and_connect_refuse_an_unknown_provider_on_the_vault_file() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("provider name"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("MARK-7f3e"), "{}", stderr(&out));
+    // nor is a mistyped endpoint URL (a secret pasted into the wrong argument)
+    let out = tv
+        .cmd()
+        .args(["client", "set", "acme", "spotify", "--client-id", "app-1"])
+        .args(["--token-url", "htps://x.example/t CS-MARK-91ab"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("https://"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("CS-MARK-91ab"), "{}", stderr(&out));
+    // and an address that is not TENANT/PROVIDER/ACCOUNT
+    let out = tv.cmd().args(["get", "ADDR-MARK-55cd"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("ADDR-MARK-55cd"), "{}", stderr(&out));
 }
 
 #[test]

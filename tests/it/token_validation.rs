@@ -62,7 +62,7 @@ fn test_reports_valid_rejected_and_unavailable_through_the_binary() {
     );
     assert_eq!(
         seen(&fp),
-        [token.clone()],
+        std::slice::from_ref(&token),
         "the token goes to the endpoint, as a Bearer"
     );
     let out = tv
