@@ -23,6 +23,8 @@ use tokio::sync::broadcast;
 
 mod tenant_keys;
 pub use tenant_keys::{GrantView, TenantKeyView};
+mod token_test;
+pub use token_test::TestView;
 
 /// Who is asking. Decided by the front end (peer uid, tenant key, or the local user), never
 /// by the request itself.
@@ -292,6 +294,10 @@ pub enum Request {
         #[serde(default)]
         scopes: Vec<String>,
     },
+    /// `test CONNECTION`: the access token against the provider's validation endpoint.
+    Test {
+        connection: String,
+    },
 }
 
 impl Request {
@@ -341,6 +347,7 @@ impl Request {
             Request::DeviceStart { .. } => "device_start",
             Request::DevicePoll { .. } => "device_poll",
             Request::ConnectClientCredentials { .. } => "connect_client_credentials",
+            Request::Test { .. } => "test",
         }
     }
 }
@@ -516,6 +523,8 @@ pub enum Response {
     DevicePending {
         slow_down: bool,
     },
+    /// `test`: the provider accepted the access token.
+    Tested(TestView),
 }
 
 /// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
@@ -631,6 +640,13 @@ impl Engine {
         }
     }
 
+    /// The provider named `name` if the catalogue knows it; otherwise a not-found error
+    /// listing the known ones with a "did you mean" (`catalogue::known`). `put`,
+    /// `client set` and `connect` refuse unknown providers with it.
+    pub fn known_provider(&self, name: &str) -> Result<crate::provider::Provider> {
+        crate::provider::catalogue::known(&self.providers()?, name)
+    }
+
     /// The refresh engine's state (HTTP client, single flight, counters, scheduler wake).
     pub fn refresh_state(&self) -> &crate::refresh::RefreshState {
         &self.refresh
@@ -701,7 +717,7 @@ impl Engine {
             } => {
                 caller.require_admin()?;
                 names::validate_tenant(&tenant)?;
-                names::validate_provider(&provider)?;
+                self.known_provider(&provider)?;
                 if client_id.is_empty() || client_id.len() > 1024 {
                     return Err(Error::invalid("client id", "must be 1-1024 bytes"));
                 }
@@ -1004,6 +1020,7 @@ impl Engine {
                 crate::refresh::ops::connect_client_credentials(self, caller, &connection, &scopes)
                     .await
             }
+            Request::Test { connection } => self.test_connection(caller, &connection).await,
         }
     }
 
@@ -1094,6 +1111,7 @@ impl Engine {
     fn put(&self, caller: &Caller, connection: &str, token: serde_json::Value) -> Result<Response> {
         let id = ConnectionId::parse(connection)?;
         caller.require_tenant(&id.tenant)?;
+        self.known_provider(&id.provider)?;
         let now = self.now();
         let parsed = TokenResponse::from_value(token, now)?;
         let key = id.key();
@@ -1436,9 +1454,10 @@ pub fn validate_url(url: &str) -> Result<()> {
         || url.starts_with("http://localhost")
         || url.starts_with("http://[::1]");
     if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // the URL itself is not quoted back: a mistyped argument may hold a secret
         return Err(Error::invalid(
             "URL",
-            "must be an https:// URL (or http:// on loopback) of at most 2048 characters, without spaces; check the --*-url flag for a typo",
+            "an endpoint URL must be https:// (or http:// on loopback), at most 2048 bytes, without spaces",
         ));
     }
     Ok(())

@@ -126,6 +126,12 @@ pub enum Error {
     /// An error the daemon answered with, carried back to the CLI by its protocol code.
     #[error("{message}")]
     Remote { code: String, message: String },
+
+    /// Waiting for something outside tokenvault (the browser's redirect to the loopback
+    /// listener, a pasted URL) ran out of time. Exit 1: not a usage error, nothing to retry
+    /// at the provider.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,6 +2,7 @@
 //! command, and maps errors to the exit codes of SPEC §3. Everything else is in the library.
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 use tokenvault::cli::{Cli, args::LogFormat};
 
@@ -31,7 +32,11 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("tokenvault: internal error at {at}; please report it (no data was printed)");
+        // not eprintln!: a closed stderr must not panic inside the panic hook
+        let _ = writeln!(
+            std::io::stderr(),
+            "tokenvault: internal error at {at}; please report it (no data was printed)"
+        );
     }));
     let cli = Cli::parse();
     init_logging(cli.global.log_format, cli.global.verbose);
@@ -42,14 +47,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tokenvault: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "tokenvault: cannot start the async runtime: {e}"
+            );
             return ExitCode::from(1);
         }
     };
     match rt.block_on(tokenvault::cli::run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("tokenvault: error: {e}");
+            let _ = writeln!(std::io::stderr(), "tokenvault: error: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
     }

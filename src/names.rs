@@ -26,9 +26,10 @@ fn validate_slug(what: &'static str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
+        // not quoted back: an invalid name is free-form input (it may be a pasted secret)
         Err(Error::invalid(
             what,
-            "must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit ([a-z0-9][a-z0-9_-]{0,62})",
+            "must match [a-z0-9][a-z0-9_-]{0,62}: lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 63",
         ))
     }
 }
@@ -76,7 +77,7 @@ impl ConnectionId {
             (Some(t), Some(p), Some(a)) => Self::new(t, p, a),
             _ => Err(Error::invalid(
                 "connection",
-                "must be of the form TENANT/PROVIDER/ACCOUNT (e.g. acme/spotify/alice)",
+                "an address has the form TENANT/PROVIDER/ACCOUNT, e.g. acme/spotify/alice",
             )),
         }
     }
@@ -124,6 +125,11 @@ mod tests {
         for bad in ["", "-a", "_a", "A", "acme!", "a/b", &"a".repeat(64), "é"] {
             assert!(validate_tenant(bad).is_err(), "{bad}");
         }
+        // an invalid name is never quoted back
+        let e = validate_provider("Sp0tify-S3CRET").unwrap_err().to_string();
+        assert!(!e.contains("S3CRET"), "{e}");
+        let e = ConnectionId::parse("S3CRET").unwrap_err().to_string();
+        assert!(!e.contains("S3CRET"), "{e}");
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub enum Command {
     #[command(subcommand)]
     Provider(ProviderCmd),
     /// Refresh a connection now, every due connection (one scheduler pass), or a tenant's.
+    ///
+    /// With --due or --tenant, the exit code tells whether every refresh worked: 0 when
+    /// all were refreshed or skipped; otherwise 6 when any connection needs
+    /// re-authorisation or has a configuration error, else 7 when a provider was
+    /// unavailable (retry later), else 1. The results are printed either way.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["connection", "due", "tenant"])))]
     Refresh {
         connection: Option<String>,
@@ -189,9 +194,26 @@ pub enum Command {
         /// Open the URL in a browser when one is available.
         #[arg(long)]
         open: bool,
-        /// Give up waiting for the redirect after this many seconds.
+        /// Give up waiting for the redirect (or the pasted URL) after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Headless code flow: listen for nothing; print the URL to open in a browser on any
+        /// machine, then read the address that browser was redirected to, pasted on stdin.
+        /// The redirect URI is http://127.0.0.1:PORT/callback with PORT from --port, default
+        /// 8765: register it with the provider.
+        #[arg(long)]
+        no_listen: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a connection's access token against the provider's validation endpoint.
+    ///
+    /// Exit 0: the provider accepts the token. Exit 6: it rejected it (the connection is
+    /// marked needs_reauth), or the provider has no validation endpoint (set
+    /// validation_url in [providers.NAME]). Exit 7: the provider could not be reached.
+    /// An expired token is refreshed first, as `get` would.
+    Test {
+        connection: String,
         #[arg(long)]
         json: bool,
     },

@@ -1,9 +1,40 @@
 //! Printing responses: human text on stdout, or one JSON document with `--json`.
 //! Never prints a secret except the token of `get`, which is the point of `get`.
+//!
+//! Every write to stdout goes through `to_stdout`, and every diagnostic line to stderr
+//! through `note`: a reader that went away (`tokenvault audit --json | head -1`) ends the
+//! output quietly instead of with an error or a panic (what ripgrep and most Unix tools
+//! do), and the command exits with the code it would have had.
 
 use crate::engine::{ClientView, ConnectionView, Response, StatusView, TenantView};
+use crate::error::{Error, Result};
 use crate::vault::records::AuditRecord;
 use std::io::Write;
+
+/// Runs `f` on a locked stdout and flushes it. A closed stdout (`BrokenPipe`: the reading
+/// end of the pipe is gone) is not an error: whatever was left unwritten had no reader.
+pub fn to_stdout(
+    f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match f(&mut out).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write to stdout", e)),
+    }
+}
+
+/// Prints `resp` on stdout (see `print`), quietly stopping at a closed pipe.
+pub fn print_stdout(resp: &Response, as_json: bool, now: i64) -> Result<()> {
+    to_stdout(|out| print(out, resp, as_json, now))
+}
+
+/// One diagnostic line on stderr. Unlike `eprintln!`, a closed stderr does not panic: the
+/// line is dropped.
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|_| err.write_all(b"\n"));
+}
 
 pub fn fmt_time(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
@@ -31,7 +62,8 @@ pub fn fmt_in(t: i64, now: i64) -> String {
 }
 
 fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::other)?;
+    // `From` keeps the kind of a write error (a closed pipe stays `BrokenPipe`)
+    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
     writeln!(out)
 }
 
@@ -136,6 +168,23 @@ pub fn print(
             }
             Ok(())
         }
+        Response::Tested(t) if as_json => json(out, t),
+        Response::Tested(t) => writeln!(
+            out,
+            "{}: valid — {} {}{}; status {}",
+            t.connection,
+            t.endpoint,
+            match t.http_status {
+                Some(s) => format!("answered HTTP {s}"),
+                None => "accepted the token".into(),
+            },
+            if t.refreshed {
+                " (after refreshing the expired access token)"
+            } else {
+                ""
+            },
+            t.status
+        ),
         other => json(out, other),
     }
 }

@@ -1,12 +1,17 @@
 //! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
 //! process, after unlocking the vault file), prints the `Response`.
+//!
+//! Everything printed goes through `output::to_stdout` / `output::note`, so a closed pipe
+//! ends the output quietly (exit code unchanged: 0 unless the command itself failed).
 
 use super::args::{
     BackupCmd, Cli, ClientCmd, Command, Global, ProviderCmd, TenantCmd, TenantKeyCmd,
 };
+use super::output::note;
 use super::{output, passphrase, paths};
 use crate::engine::{Caller, Engine, Request, Response};
 use crate::error::{Error, Result};
+use crate::vault::records::Status;
 use crate::vault::{Vault, crypto::KdfParams};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -59,7 +64,9 @@ fn read_token_json(from: Option<&PathBuf>) -> Result<serde_json::Value> {
         }
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!("reading the token response JSON from stdin; end with Ctrl-D");
+                note(format_args!(
+                    "reading the token response JSON from stdin; end with Ctrl-D"
+                ));
             }
             std::io::stdin()
                 .lock()
@@ -99,7 +106,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "tokenvault", &mut std::io::stdout());
+            // generated into memory: clap_complete panics when its writer fails
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tokenvault", &mut script);
+            output::to_stdout(|out| out.write_all(&script))?;
             return Ok(0);
         }
         Command::Init {
@@ -114,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             let pass = passphrase::passphrase(g.passphrase_file.as_deref(), true)?;
             let vault = Vault::init(&path, &pass, kdf)?;
-            println!("created vault {}", vault.path().display());
+            output::to_stdout(|out| writeln!(out, "created vault {}", vault.path().display()))?;
             Engine::new(vault).audit_admin(
                 &local_caller(),
                 "init",
@@ -175,6 +185,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 vault: vault_path(&g),
                 socket: g.socket.clone().unwrap_or_else(paths::default_socket),
                 config: g.config.clone().unwrap_or_else(paths::default_config),
+                config_required: g.config.is_some(),
                 passphrase_file: g.passphrase_file.clone(),
                 metrics_listen,
                 socket_mode: socket_mode
@@ -322,11 +333,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     Ok(f) => {
                         // printed only after the refresh was committed durably
                         let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "ack {}", f.access_token.expose());
-                        let _ = out.flush();
+                        let written = writeln!(out, "ack {}", f.access_token.expose())
+                            .and_then(|_| out.flush());
+                        if written.is_err() {
+                            // nobody reads the acknowledgements any more
+                            return Ok(0);
+                        }
                     }
                     Err(e) => {
-                        eprintln!("refresh failed: {e}");
+                        note(format_args!("refresh failed: {e}"));
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 }
@@ -339,6 +354,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             port,
             open,
             timeout,
+            no_listen,
             json,
         } => {
             let args = super::connect::ConnectArgs {
@@ -348,6 +364,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 port,
                 open,
                 timeout: std::time::Duration::from_secs(timeout),
+                no_listen,
             };
             // Through the daemon when one answers (it holds the vault), else in-process.
             let resp = match crate::client::daemon(&g).await? {
@@ -364,25 +381,49 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             };
             let now = chrono::Utc::now().timestamp();
-            let mut out = std::io::stdout().lock();
-            output::print(&mut out, &resp, json, now)
-                .and_then(|_| out.flush())
-                .map_err(|e| Error::io("cannot write to stdout", e))?;
+            output::print_stdout(&resp, json, now)?;
             return Ok(0);
+        }
+        Command::Test { connection, json } => {
+            pr.json = json;
+            Request::Test { connection }
         }
     };
     let resp = crate::client::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
-    let mut out = std::io::stdout().lock();
-    output::print(&mut out, &resp, pr.json, now)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("cannot write to stdout", e))?;
-    if let (true, Response::Status(s)) = (pr.health, &resp)
-        && !s.healthy
-    {
-        return Ok(1);
+    output::print_stdout(&resp, pr.json, now)?;
+    match &resp {
+        Response::Status(s) if pr.health && !s.healthy => Ok(1),
+        Response::Refreshed { results } => Ok(refresh_exit_code(results)),
+        _ => Ok(0),
     }
-    Ok(0)
+}
+
+/// The exit code of `refresh --due` / `--tenant` (documented in its `--help` and the
+/// README): 0 when nothing failed; otherwise the most severe failure's code: 6 when any
+/// connection needs re-authorisation or has a configuration error (someone must act),
+/// else 7 when a provider was unavailable (it will be retried), else 1.
+pub fn refresh_exit_code(results: &[crate::refresh::ops::RefreshResult]) -> i32 {
+    use crate::error::exit;
+    let codes: Vec<i32> = results
+        .iter()
+        .filter(|r| r.outcome == "failed")
+        .map(|r| match r.error_code.as_deref() {
+            Some("needs_reauth" | "config_error") => exit::NEEDS_REAUTH,
+            Some("provider_unavailable") => exit::UNAVAILABLE,
+            // an older daemon says no code: judge by the status the failure left
+            None => match r.status {
+                Some(Status::NeedsReauth | Status::Error) => exit::NEEDS_REAUTH,
+                Some(Status::Retrying | Status::TokenExpired) => exit::UNAVAILABLE,
+                _ => exit::OTHER,
+            },
+            Some(_) => exit::OTHER,
+        })
+        .collect();
+    [exit::NEEDS_REAUTH, exit::UNAVAILABLE, exit::OTHER]
+        .into_iter()
+        .find(|c| codes.contains(c))
+        .unwrap_or(exit::OK)
 }
 
 /// The configuration file of `--config` (or the default path); absent means empty.
@@ -531,4 +572,48 @@ pub async fn open_local(g: &Global) -> Result<Engine> {
     let engine = Engine::new(vault);
     engine.set_config(config);
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::ops::RefreshResult;
+
+    fn r(outcome: &str, code: Option<&str>, status: Option<Status>) -> RefreshResult {
+        RefreshResult {
+            connection: "acme/spotify/a".into(),
+            outcome: outcome.into(),
+            status,
+            expires_at: None,
+            reason: None,
+            error_code: code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn refresh_exit_codes_take_the_most_severe_failure() {
+        let ok = r("refreshed", None, Some(Status::Connected));
+        let skipped = r("skipped", None, None);
+        let reauth = r("failed", Some("needs_reauth"), Some(Status::NeedsReauth));
+        let config = r("failed", Some("config_error"), Some(Status::Error));
+        let down = r(
+            "failed",
+            Some("provider_unavailable"),
+            Some(Status::Retrying),
+        );
+        let other = r("failed", Some("internal"), Some(Status::Connected));
+        let old_daemon = r("failed", None, Some(Status::TokenExpired));
+        for (results, want) in [
+            (vec![], 0),
+            (vec![ok.clone(), skipped.clone()], 0),
+            (vec![ok.clone(), down.clone()], 7),
+            (vec![down.clone(), reauth.clone(), ok.clone()], 6),
+            (vec![config.clone()], 6),
+            (vec![other.clone(), down.clone()], 7),
+            (vec![other.clone(), ok.clone()], 1),
+            (vec![old_daemon], 7),
+        ] {
+            assert_eq!(refresh_exit_code(&results), want, "{results:?}");
+        }
+    }
 }

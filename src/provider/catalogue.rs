@@ -57,7 +57,8 @@ pub struct Provider {
     pub authorization_url: Option<String>,
     pub device_authorization_url: Option<String>,
     pub revocation_url: Option<String>,
-    /// For PATs: a GET that answers 200 while the token is valid.
+    /// A GET with the access token (`Authorization: Bearer`) that answers 2xx while the
+    /// token is valid: what `tokenvault test` calls, and what "refreshing" a PAT means.
     pub validation_url: Option<String>,
     pub client_auth: ClientAuth,
     pub default_scopes: Vec<String>,
@@ -108,6 +109,7 @@ pub fn builtins() -> Vec<Provider> {
     p.token_url = s("https://accounts.spotify.com/api/token");
     p.authorization_url = s("https://accounts.spotify.com/authorize");
     p.client_auth = ClientAuth::Basic;
+    p.validation_url = s("https://api.spotify.com/v1/me");
     out.push(p);
 
     let mut p = base("google", ProviderKind::OAuth2);
@@ -115,6 +117,8 @@ pub fn builtins() -> Vec<Provider> {
     p.authorization_url = s("https://accounts.google.com/o/oauth2/v2/auth");
     p.device_authorization_url = s("https://oauth2.googleapis.com/device/code");
     p.revocation_url = s("https://oauth2.googleapis.com/revoke");
+    // answers 400 `invalid_token` (not 401) for a token it does not accept
+    p.validation_url = s("https://www.googleapis.com/oauth2/v3/tokeninfo");
     p.authorization_params = [
         ("access_type".to_owned(), "offline".to_owned()),
         ("prompt".to_owned(), "consent".to_owned()),
@@ -126,6 +130,7 @@ pub fn builtins() -> Vec<Provider> {
     p.token_url = s("https://discord.com/api/oauth2/token");
     p.authorization_url = s("https://discord.com/oauth2/authorize");
     p.revocation_url = s("https://discord.com/api/oauth2/token/revoke");
+    p.validation_url = s("https://discord.com/api/users/@me");
     p.client_auth = ClientAuth::Post;
     p.default_lifetime_secs = 604_800;
     out.push(p);
@@ -136,6 +141,7 @@ pub fn builtins() -> Vec<Provider> {
     p.device_authorization_url =
         s("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/devicecode");
     p.default_scopes = vec!["offline_access".into()];
+    p.validation_url = s("https://graph.microsoft.com/v1.0/me");
     // Entra ID refresh tokens last 90 days (24 h for single-page apps), and the token
     // response does not say so.
     p.refresh_token_lifetime_secs = Some(90 * 86_400);
@@ -170,6 +176,7 @@ fn apply(p: &mut Provider, c: &ProviderConfig) -> Result<()> {
     set!(authorization_url);
     set!(device_authorization_url);
     set!(revocation_url);
+    set!(validation_url);
     if let Some(a) = &c.client_auth {
         p.client_auth = ClientAuth::parse(a)?;
     }
@@ -249,6 +256,63 @@ pub fn find(all: &[Provider], name: &str) -> Provider {
     let mut p = base(name, ProviderKind::OAuth2);
     p.builtin = false;
     p
+}
+
+/// Edit distance (Levenshtein) between two short names, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known name nearest to `name`, when it is close enough to be a typo of it (at most
+/// a third of its letters differ, and at least one may).
+pub fn nearest<'a>(names: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    names
+        .into_iter()
+        .map(|n| (distance(n, name), n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// The provider `name` when the catalogue `all` knows it (a built-in or a
+/// `[providers.NAME]` table of the config). Otherwise a not-found error that lists the
+/// known providers, suggests the nearest one, and says how to add a custom provider: an
+/// unknown provider is refused where it is typed (`put`, `client set`, `connect`) rather
+/// than failing at the first refresh an hour later. Only a syntactically valid name is
+/// named in the message.
+pub fn known(all: &[Provider], name: &str) -> Result<Provider> {
+    crate::names::validate_provider(name)?;
+    if let Some(p) = all.iter().find(|p| p.name == name) {
+        return Ok(p.clone());
+    }
+    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+    let hint = match nearest(names.iter().copied(), name) {
+        Some(n) => format!("did you mean {n}? "),
+        None => String::new(),
+    };
+    Err(Error::NotFound {
+        what: "provider",
+        name: format!(
+            "{name} ({hint}known providers: {}). A custom provider needs a [providers.{name}] table with token_url in the config file (then SIGHUP the daemon); `tokenvault provider list` shows the catalogue",
+            names.join(", ")
+        ),
+    })
 }
 
 /// The endpoints and parameters one client uses: the provider's, overridden by the
@@ -331,10 +395,13 @@ impl Provider {
                 client.and_then(|c| c.revocation_url.as_ref()),
                 &self.revocation_url,
             )?,
-            // A client may point validation elsewhere with `--param validation_url=…`? No:
-            // only the token URL override is used for PATs, as `--token-url`.
+            // A PAT has no token endpoint, so its client's `--token-url` names the
+            // validation endpoint; for OAuth providers it is the token endpoint and never
+            // a validation URL (that comes from the catalogue: `validation_url`).
             validation_url: pick(
-                client.and_then(|c| c.token_url.as_ref()),
+                client
+                    .filter(|_| self.kind == ProviderKind::Pat)
+                    .and_then(|c| c.token_url.as_ref()),
                 &self.validation_url,
             )?,
         })
@@ -361,6 +428,88 @@ impl Provider {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_providers_are_refused_with_the_nearest_name() {
+        let all = catalogue(&Config::default()).unwrap();
+        assert_eq!(known(&all, "spotify").unwrap().name, "spotify");
+        for (typo, want) in [
+            ("spotfy", Some("spotify")),
+            ("spotifyy", Some("spotify")),
+            ("gogle", Some("google")),
+            ("githb", Some("github")),
+            ("microsfot", Some("microsoft")),
+            ("apple_music", Some("apple-music")),
+            ("acme", None),
+            ("x", None),
+        ] {
+            let e = known(&all, typo).unwrap_err();
+            assert_eq!(e.exit_code(), 4, "{e}");
+            let m = e.to_string();
+            assert!(m.contains("known providers: spotify, google"), "{m}");
+            assert!(m.contains(&format!("[providers.{typo}]")), "{m}");
+            match want {
+                Some(w) => assert!(m.contains(&format!("did you mean {w}?")), "{m}"),
+                None => assert!(!m.contains("did you mean"), "{m}"),
+            }
+        }
+        // a name that is not a provider name at all is not quoted back
+        let e = known(&all, "Sp0t!fy <script>").unwrap_err();
+        assert!(!e.to_string().contains("<script>"), "{e}");
+        // a custom provider of the config is known
+        let c =
+            Config::parse("[providers.acme]\ntoken_url = \"https://acme.example/t\"\n").unwrap();
+        assert!(known(&catalogue(&c).unwrap(), "acme").is_ok());
+    }
+
+    #[test]
+    fn validation_urls_of_the_builtins_and_the_config() {
+        let c = Config::default();
+        for (name, url) in [
+            ("spotify", "https://api.spotify.com/v1/me"),
+            ("google", "https://www.googleapis.com/oauth2/v3/tokeninfo"),
+            ("microsoft", "https://graph.microsoft.com/v1.0/me"),
+            ("discord", "https://discord.com/api/users/@me"),
+            ("github", "https://api.github.com/user"),
+        ] {
+            assert_eq!(
+                lookup(&c, name).unwrap().validation_url.as_deref(),
+                Some(url)
+            );
+        }
+        let c = Config::parse(
+            "[providers.spotify]\nvalidation_url = \"http://127.0.0.1:9/me\"\n[providers.acme]\ntoken_url = \"https://acme.example/t\"\nvalidation_url = \"https://acme.example/me\"\n",
+        )
+        .unwrap();
+        let sp = lookup(&c, "spotify").unwrap();
+        assert_eq!(sp.validation_url.as_deref(), Some("http://127.0.0.1:9/me"));
+        // an OAuth client's --token-url is its token endpoint, never its validation URL
+        let client = ClientRecord {
+            client_id: "id".into(),
+            token_url: Some("http://127.0.0.1:9/token".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            sp.endpoints(Some(&client))
+                .unwrap()
+                .validation_url
+                .as_deref(),
+            Some("http://127.0.0.1:9/me")
+        );
+        // a PAT's is (it has no token endpoint)
+        let gh = lookup(&c, "github").unwrap();
+        assert_eq!(
+            gh.endpoints(Some(&client))
+                .unwrap()
+                .validation_url
+                .as_deref(),
+            Some("http://127.0.0.1:9/token")
+        );
+        assert_eq!(
+            lookup(&c, "acme").unwrap().validation_url.as_deref(),
+            Some("https://acme.example/me")
+        );
+    }
 
     #[test]
     fn refresh_token_lifetimes_default_and_override() {

@@ -1,6 +1,11 @@
 //! The user-facing halves of the OAuth flows (SPEC §5.6) that run in the CLI: PKCE (RFC
 //! 7636, S256), the `state` check, the authorisation URL, the loopback redirect listener
-//! at `http://127.0.0.1:PORT/callback`, and the RFC 8628 device-flow polling cadence.
+//! at `http://127.0.0.1:PORT/callback` (whose page reports the exchange's outcome, see
+//! `Callback`), the check of a redirect URL pasted by hand (`connect --no-listen`), and
+//! the RFC 8628 device-flow polling cadence.
+//!
+//! Messages about a redirect never repeat its parameters (they hold the code, and may hold
+//! anything a forger put there), except an `error` from the OAuth vocabulary.
 //!
 //! The token exchanges themselves happen in the engine (client secrets never leave the
 //! vault); this module only carries codes back to it.
@@ -106,20 +111,23 @@ impl Loopback {
         format!("http://127.0.0.1:{}/callback", self.port)
     }
 
-    /// Waits for the browser's redirect to `/callback`, checks `state` and returns the
-    /// authorisation code. Other paths (favicon, probes) get a 404 and are ignored.
-    pub async fn wait_for_code(&self, expected_state: &str, timeout: Duration) -> Result<Secret> {
+    /// Waits for the browser's redirect to `/callback` and checks `state`. Other paths
+    /// (favicon, probes) get a 404 and are ignored. A redirect that fails the check is
+    /// answered at once with a page saying so; a good one is held open (`Callback`) so the
+    /// page can say "authorised" only once the code has really been exchanged.
+    pub async fn wait_for_code(&self, expected_state: &str, timeout: Duration) -> Result<Callback> {
         tokio::time::timeout(timeout, self.accept_loop(expected_state))
             .await
             .map_err(|_| {
-                Error::invalid(
-                    "authorisation",
-                    "no redirect arrived in time; run `connect` again",
-                )
+                Error::TimedOut(format!(
+                    "no redirect arrived at {} within {} s, so nothing was stored: run `connect` again and finish in the browser sooner (--timeout SECONDS waits longer), or use --no-listen and paste the redirected URL when the browser runs on another machine",
+                    self.redirect_uri(),
+                    timeout.as_secs()
+                ))
             })?
     }
 
-    async fn accept_loop(&self, expected_state: &str) -> Result<Secret> {
+    async fn accept_loop(&self, expected_state: &str) -> Result<Callback> {
         loop {
             let (mut sock, _) = self
                 .listener
@@ -165,61 +173,161 @@ impl Loopback {
             let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
                 .into_owned()
                 .collect();
-            let outcome = check_callback(&params, expected_state);
-            let (status, page): (&str, &[u8]) = match &outcome {
-                Ok(_) => (
-                    "200 OK",
-                    b"tokenvault: authorised. You can close this window.\n",
-                ),
-                Err(_) => (
-                    "400 Bad Request",
-                    b"tokenvault: authorisation failed; see the terminal.\n",
-                ),
+            return match check_callback(&params, expected_state) {
+                Ok(code) => Ok(Callback { code, sock }),
+                Err(e) => {
+                    let page = format!(
+                        "tokenvault: authorisation failed: {e}\nSee the terminal for what to do.\n"
+                    );
+                    reply(&mut sock, "400 Bad Request", &page).await;
+                    Err(e)
+                }
             };
-            let _ = sock
-                .write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        page.len()
-                    )
-                    .as_bytes(),
-                )
-                .await;
-            let _ = sock.write_all(page).await;
-            return outcome;
         }
     }
 }
 
+async fn reply(sock: &mut tokio::net::TcpStream, status: &str, page: &str) {
+    let _ = sock
+        .write_all(
+            format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    let _ = sock.shutdown().await;
+}
+
+/// A redirect that passed the `state` check: its authorisation code, and the browser's
+/// connection, still waiting for the page.
+#[derive(Debug)]
+pub struct Callback {
+    pub code: Secret,
+    sock: tokio::net::TcpStream,
+}
+
+impl Callback {
+    /// Answers the browser with what became of the exchange: "authorised" only when the
+    /// tokens were stored; otherwise what failed (the error's message, which never holds
+    /// a secret) and that nothing was stored.
+    pub async fn finish<T>(mut self, outcome: &Result<T>) {
+        match outcome {
+            Ok(_) => {
+                reply(
+                    &mut self.sock,
+                    "200 OK",
+                    "tokenvault: authorised; the tokens are stored. You can close this window.\n",
+                )
+                .await
+            }
+            Err(e) => {
+                let page = format!(
+                    "tokenvault: authorisation failed: the provider gave a code, but exchanging it for tokens did not work: {e}\nNothing was stored. See the terminal for what to do.\n"
+                );
+                reply(&mut self.sock, "502 Bad Gateway", &page).await
+            }
+        }
+    }
+}
+
+/// The `error` values of RFC 6749 §4.1.2.1 (and OpenID Connect's): only these are named
+/// back to the user; anything else in the parameter is a provider's free text.
+const REDIRECT_ERRORS: [&str; 12] = [
+    "access_denied",
+    "invalid_request",
+    "unauthorized_client",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "interaction_required",
+    "login_required",
+    "consent_required",
+    "account_selection_required",
+    "invalid_request_uri",
+];
+
 /// Checks a redirect's parameters: `error` first, then `state` (constant time), then
-/// `code`.
+/// `code`. Messages never repeat a parameter's value, except an `error` of the OAuth
+/// vocabulary.
 pub fn check_callback(params: &BTreeMap<String, String>, expected_state: &str) -> Result<Secret> {
     use subtle::ConstantTimeEq;
     if let Some(e) = params.get("error") {
-        let e: String = e
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let what = match REDIRECT_ERRORS.iter().find(|k| **k == e.as_str()) {
+            Some(k) if *k == "access_denied" => {
+                "access_denied (the authorisation was declined)".to_owned()
+            }
+            Some(k) => (*k).to_owned(),
+            None => "an error".to_owned(),
+        };
         return Err(Error::invalid(
             "authorisation",
-            format!("the provider answered {e}; nothing was stored"),
+            format!(
+                "the provider answered {what} instead of a code; nothing was stored: run `connect` again and approve the request"
+            ),
         ));
     }
     let state = params.get("state").map(String::as_str).unwrap_or("");
     if !bool::from(state.as_bytes().ct_eq(expected_state.as_bytes())) {
         return Err(Error::invalid(
             "authorisation",
-            "the redirect's state does not match (a forged or stale redirect); nothing was stored",
+            "the redirect's state does not match (a forged or stale redirect, e.g. from an earlier `connect`); nothing was stored: run `connect` again and use the URL it prints",
         ));
     }
     match params.get("code") {
         Some(c) if !c.is_empty() && c.len() <= 4096 => Ok(Secret::new(c.as_str())),
         _ => Err(Error::invalid(
             "authorisation",
-            "the redirect carries no code",
+            "the redirect carries no code; nothing was stored: run `connect` again",
         )),
     }
+}
+
+/// The redirect URL a user pasted (`connect --no-listen`): the whole
+/// `http://127.0.0.1:PORT/callback?code=…&state=…` from the browser's address bar, or just
+/// its `?code=…&state=…` part. Checked like a redirect to the listener; messages never
+/// quote the pasted text (it holds the code, and may hold anything else).
+pub fn check_pasted(pasted: &str, expected_state: &str) -> Result<Secret> {
+    const HELP: &str = "paste the whole address the browser was sent to after you approved (it starts with http://127.0.0.1: and holds code= and state=)";
+    let text = pasted.trim();
+    if text.is_empty() {
+        return Err(Error::invalid(
+            "pasted URL",
+            format!("nothing was pasted; nothing was stored: run `connect` again and {HELP}"),
+        ));
+    }
+    let query = if let Some(q) = text.strip_prefix('?') {
+        q.to_owned()
+    } else {
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u.query().unwrap_or("").to_owned(),
+            _ => {
+                return Err(Error::invalid(
+                    "pasted URL",
+                    format!(
+                        "the pasted text is not a URL; nothing was stored: run `connect` again and {HELP}"
+                    ),
+                ));
+            }
+        }
+    };
+    let params: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !params.contains_key("code")
+        && !params.contains_key("error")
+        && !params.contains_key("state")
+    {
+        return Err(Error::invalid(
+            "pasted URL",
+            format!(
+                "the pasted URL is not the redirect (it has no code, state or error); nothing was stored: run `connect` again and {HELP}"
+            ),
+        ));
+    }
+    check_callback(&params, expected_state)
 }
 
 /// What one device-flow poll gave.
@@ -288,6 +396,46 @@ mod tests {
         assert!(check_callback(&p, "T").is_err());
         p.insert("error".to_owned(), "access_denied".to_owned());
         assert!(check_callback(&p, "S").is_err());
+    }
+
+    #[test]
+    fn pasted_urls_are_checked_without_being_quoted() {
+        let ok = "http://127.0.0.1:8765/callback?code=C-MARK&state=S";
+        assert_eq!(check_pasted(ok, "S").unwrap().expose(), "C-MARK");
+        assert_eq!(
+            check_pasted(&format!("  {ok}\n"), "S").unwrap().expose(),
+            "C-MARK"
+        );
+        assert_eq!(
+            check_pasted("?code=C-MARK&state=S", "S").unwrap().expose(),
+            "C-MARK"
+        );
+        for (pasted, want) in [
+            ("", "nothing was pasted"),
+            ("C-MARK garbage", "not a URL"),
+            ("ftp://127.0.0.1/C-MARK", "not a URL"),
+            (
+                "http://127.0.0.1:8765/callback?x=C-MARK",
+                "not the redirect",
+            ),
+            (
+                "http://127.0.0.1:8765/callback?code=C-MARK&state=T",
+                "state does not match",
+            ),
+            ("http://127.0.0.1:8765/callback?state=S", "no code"),
+            (
+                "http://127.0.0.1:8765/callback?error=access_denied&state=S",
+                "access_denied",
+            ),
+            (
+                "http://127.0.0.1:8765/callback?error=C-MARK&state=S",
+                "answered an error",
+            ),
+        ] {
+            let e = check_pasted(pasted, "S").unwrap_err().to_string();
+            assert!(e.contains(want), "{pasted}: {e}");
+            assert!(!e.contains("C-MARK"), "{pasted}: quoted back: {e}");
+        }
     }
 
     #[test]

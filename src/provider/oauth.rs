@@ -437,6 +437,62 @@ pub async fn validate_bearer(
     }
 }
 
+/// `tokenvault test`: GETs `url` with the access token as a Bearer credential and
+/// classifies the answer. 2xx → the HTTP status. 401/403, or a 400 whose `error` is
+/// `invalid_token` (Google's tokeninfo answers so) → `InvalidGrant`: the provider no longer
+/// accepts the token. 429 → `RateLimited`; 5xx and network errors → `Transient`; any other
+/// answer → `Config` (the validation URL is probably wrong). No reason carries the body.
+pub async fn validate_token(
+    http: &Http,
+    url: &str,
+    token: &Secret,
+    now: i64,
+) -> std::result::Result<u16, CallError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| {
+        CallError::InvalidGrant("the stored token is not valid in a header".into())
+    })?;
+    value.set_sensitive(true);
+    let resp = http
+        .client
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, value)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| transport_error(&e))?;
+    let a = read(resp).await?;
+    let rejected = |s: u16| {
+        CallError::InvalidGrant(format!(
+            "the provider's validation endpoint answered HTTP {s}: it no longer accepts this access token"
+        ))
+    };
+    match a.status {
+        s @ 200..=299 => Ok(s),
+        s @ (401 | 403) => Err(rejected(s)),
+        400 if serde_json::from_slice::<serde_json::Value>(&a.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .as_deref()
+            == Some("invalid_token") =>
+        {
+            Err(rejected(400))
+        }
+        429 => Err(CallError::RateLimited {
+            retry_after: a
+                .retry_after
+                .as_deref()
+                .and_then(|v| crate::refresh::policy::parse_retry_after(v, now)),
+        }),
+        s @ 500..=599 => Err(CallError::Transient(format!(
+            "the provider's validation endpoint answered HTTP {s}"
+        ))),
+        s => Err(CallError::Config(format!(
+            "the provider's validation endpoint answered HTTP {s}, which is neither a yes nor a no: check the provider's validation_url"
+        ))),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -30,6 +30,10 @@ pub struct RefreshResult {
     pub expires_at: Option<i64>,
     /// Why it failed or was skipped; never a secret.
     pub reason: Option<String>,
+    /// For a failure: the protocol error code (`needs_reauth`, `config_error`,
+    /// `provider_unavailable`, …) the CLI turns into its exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
 }
 
 /// What `connect --flow device` shows the user (RFC 8628 §3.2). The device code goes back
@@ -111,6 +115,7 @@ async fn refresh_one(
             status: None,
             expires_at: None,
             reason: Some("refreshed less than 10 s ago".into()),
+            error_code: None,
         };
     }
     let r = connection::refresh(engine, key, trigger).await;
@@ -130,6 +135,7 @@ async fn refresh_one(
             } else {
                 Some("not due".into())
             },
+            error_code: None,
         },
         Err(e) => RefreshResult {
             connection: key.to_owned(),
@@ -137,6 +143,7 @@ async fn refresh_one(
             status: rec.as_ref().map(|r| r.status),
             expires_at: rec.as_ref().and_then(|r| r.expires_at),
             reason: Some(e.to_string()),
+            error_code: Some(e.code().into()),
         },
     }
 }
@@ -161,6 +168,7 @@ pub async fn refresh_connection(
                 status: None,
                 expires_at: None,
                 reason: Some("refreshed less than 10 s ago".into()),
+                error_code: None,
             }],
         });
     }
@@ -173,6 +181,7 @@ pub async fn refresh_connection(
             status: rec.map(|r| r.status),
             expires_at: f.expires_at,
             reason: None,
+            error_code: None,
         }],
     })
 }
@@ -235,7 +244,8 @@ fn flow_ctx(
     engine: &Engine,
     id: &ConnectionId,
 ) -> Result<(Provider, catalogue::Endpoints, ClientCreds)> {
-    let p = engine.provider(&id.provider)?;
+    // an unknown (mistyped) provider is refused with the known ones listed
+    let p = engine.known_provider(&id.provider)?;
     if p.kind != ProviderKind::OAuth2 {
         return Err(Error::invalid(
             "connect",

@@ -9,6 +9,10 @@
 //! `--socket-group`); start the scheduler, the listener, the audit flusher, webhooks and
 //! the metrics HTTP endpoint; tell systemd READY=1.
 //!
+//! The config file is checked before start-up goes further, and again on each SIGHUP
+//! (`Config::load_for_daemon`: a named file must exist, webhooks need a `secret_file`,
+//! `[backup]` needs recipients; exit 6 at start, the old config kept on a reload).
+//!
 //! Signals: SIGHUP reloads the config file (a broken file is reported and the old config
 //! kept); SIGTERM/SIGINT stop accepting, give connections and the scheduler up to
 //! `listener::GRACE` to finish, flush queued audit records, remove the socket, exit 0.
@@ -34,6 +38,9 @@ pub struct ServeOptions {
     pub vault: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
+    /// The config file was named (`--config` / `TOKENVAULT_CONFIG`), so it must exist;
+    /// the default path is optional.
+    pub config_required: bool,
     pub passphrase_file: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
     /// Octal permission bits for the socket (default 0600).
@@ -205,7 +212,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     if let Some(a) = &opts.metrics_listen {
         loopback_only(a)?;
     }
-    let config = Config::load(&opts.config)?;
+    // a broken or incomplete config stops the start (exit 6) before anything is created
+    let config = Config::load_for_daemon(&opts.config, opts.config_required)?;
     // A backup directory another user controls is refused before anything starts.
     crate::backup::schedule::check_config(&config)?;
     prepare_dir(&opts)?;
@@ -287,14 +295,18 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => {
-                match Config::load(&opts.config) {
+                // the same checks as at start; a bad file leaves the running config whole
+                match Config::load_for_daemon(&opts.config, opts.config_required) {
                     Ok(c) => {
                         engine.set_config(c);
                         tracing::info!(config = %opts.config.display(), "SIGHUP: configuration reloaded");
+                        sd_notify("READY=1\nSTATUS=serving");
                     }
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file is broken; keeping the previous one"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: configuration NOT reloaded, keeping the previous one: the daemon runs on it until the file is fixed and SIGHUP is sent again");
+                        sd_notify("READY=1\nSTATUS=serving; last reload failed: the configuration file is broken (see the log)");
+                    }
                 }
-                sd_notify("READY=1");
             }
         }
     }

@@ -13,8 +13,14 @@ fn refused(tv: &TestVault, args: &[&str], stdin: &str) {
     assert!(!out.status.success(), "{args:?} succeeded");
     assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {err}");
     assert!(!err.contains(MARK), "{args:?} echoed its input: {err}");
-    assert!(!stdout(&out).contains(MARK), "{args:?} echoed its input on stdout");
-    assert!(err.trim().len() > 20, "{args:?} gave no useful message: {err}");
+    assert!(
+        !stdout(&out).contains(MARK),
+        "{args:?} echoed its input on stdout"
+    );
+    assert!(
+        err.trim().len() > 20,
+        "{args:?} gave no useful message: {err}"
+    );
 }
 
 #[test]

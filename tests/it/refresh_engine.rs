@@ -397,6 +397,7 @@ async fn device_flow_pending_slow_down_success_spacing() {
             port: 0,
             open: false,
             timeout: Duration::from_secs(60),
+            no_listen: false,
         },
     )
     .await
@@ -445,23 +446,25 @@ async fn authorization_code_with_pkce_through_the_loopback_listener() {
         let loc = r.headers()["location"].to_str().unwrap().to_owned();
         c.get(&loc).send().await.unwrap().status()
     });
-    let code = listener
+    let callback = listener
         .wait_for_code(&state, Duration::from_secs(10))
         .await
         .unwrap();
-    assert!(browser.await.unwrap().is_success());
-    engine
+    let stored = engine
         .handle(
             &admin(),
             Request::ConnectCode {
                 connection: CONN.into(),
-                code,
+                code: callback.code.clone(),
                 code_verifier: pkce.verifier,
                 redirect_uri: listener.redirect_uri(),
             },
         )
-        .await
-        .unwrap();
+        .await;
+    // the browser's page waits for the outcome of the exchange
+    callback.finish(&stored).await;
+    stored.unwrap();
+    assert!(browser.await.unwrap().is_success());
     assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-0");
     assert!(record(&engine, CONN).due_at.is_some());
 }

@@ -11,6 +11,9 @@
 //! - `/authorize`: redirects to `redirect_uri` with a code and the `state`.
 //! - `/device`: RFC 8628 device authorisation; polls follow a script.
 //! - `/user`: PAT validation (`ghp-valid` is valid).
+//! - `/me`: a validation endpoint (`tokenvault test`): answers the next status of
+//!   `validation_script` (200 when empty) to a Bearer request, 401 without one, and
+//!   records every Bearer token it was shown.
 //!
 //! Knobs for specific tests: a `token_prefix` that makes every issued token distinctive
 //! (secret-hygiene tests search for it), a configurable client secret, a `latency` applied
@@ -79,6 +82,10 @@ pub struct Inner {
     /// `/token` requests being answered now, and the most there ever were at once.
     pub in_flight: u64,
     pub max_in_flight: u64,
+    /// Statuses `/me` answers, in order; 200 once empty.
+    pub validation_script: VecDeque<u16>,
+    /// The Bearer tokens `/me` was shown.
+    pub validation_seen: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -353,6 +360,26 @@ async fn user(headers: HeaderMap) -> Response {
     }
 }
 
+async fn me(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return (StatusCode::UNAUTHORIZED, "no token").into_response();
+    };
+    let status = {
+        let mut s = st.lock().unwrap();
+        s.validation_seen.push(token.to_owned());
+        s.validation_script.pop_front().unwrap_or(200)
+    };
+    match status {
+        200 => json(StatusCode::OK, serde_json::json!({"id": "user-1"})),
+        400 => err(400, "invalid_token"),
+        s => (StatusCode::from_u16(s).unwrap(), "no").into_response(),
+    }
+}
+
 fn router(state: Arc<Mutex<Inner>>) -> Router {
     let poll_state = state.clone();
     Router::new()
@@ -373,6 +400,7 @@ fn router(state: Arc<Mutex<Inner>>) -> Router {
         .route("/device", post(device))
         .route("/authorize", get(authorize))
         .route("/user", get(user))
+        .route("/me", get(me))
         .with_state(state)
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apple;
+pub mod browser;
 pub mod fake_provider;
 pub mod other_uid;
 pub mod webhook;
