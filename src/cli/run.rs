@@ -101,6 +101,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut cmd, "tokenvault", &mut std::io::stdout());
             return Ok(0);
         }
+        Command::Man { dir } => return super::man::run(dir.as_deref()),
+        Command::Exec {
+            env,
+            min_ttl,
+            command,
+        } => return super::exec::run(&g, env, min_ttl, command).await,
         Command::Init {
             kdf_memory_mib,
             kdf_iterations,
