@@ -732,8 +732,10 @@ impl Engine {
         if let Ok(Response::Token { .. }) = &result {
             self.metrics.token_served();
         }
-        if let Err(e) = &result {
-            tracing::debug!(op, code = e.code(), "request failed");
+        // one line per request, at debug (`-vv`): the default log stays one line per event
+        match &result {
+            Ok(_) => tracing::debug!(op, actor = caller.actor(), "request answered"),
+            Err(e) => tracing::debug!(op, actor = caller.actor(), code = e.code(), "request failed"),
         }
         result
     }

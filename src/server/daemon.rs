@@ -293,10 +293,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         engine.clone(),
         stopped(&stop_rx),
     ));
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let metrics_http = metrics_listener.map(|l| {
-        if let Ok(a) = l.local_addr() {
-            tracing::info!(addr = %a, "metrics on http://{a}/metrics");
-        }
         tokio::spawn(super::metrics_http::run(
             engine.clone(),
             l,
@@ -304,7 +302,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         ))
     });
 
-    log_startup(&engine, &opts);
+    log_startup(&engine, &opts, metrics_addr);
     sd_notify("READY=1\nSTATUS=serving");
     let watchdog = watchdog_interval().map(|every| {
         tokio::spawn(ping_watchdog(engine.clone(), every, stopped(&stop_rx)))
@@ -361,7 +359,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
 
 /// The one line an operator reads at start-up (SPEC §9: the next due connection is named
 /// by its pseudonym, never its account).
-fn log_startup(engine: &Engine, opts: &ServeOptions) {
+fn log_startup(engine: &Engine, opts: &ServeOptions, metrics: Option<SocketAddr>) {
     let now = engine.now();
     let summary = engine.vault().read().and_then(|rx| {
         let mut connections = 0u64;
@@ -393,6 +391,9 @@ fn log_startup(engine: &Engine, opts: &ServeOptions) {
         tenants,
         connections,
         next_due = %next_due,
+        metrics = %metrics
+            .map(|a| format!("http://{a}/metrics"))
+            .unwrap_or_else(|| "off".into()),
         "daemon ready"
     );
 }
