@@ -32,7 +32,10 @@ async fn main() -> ExitCode {
     match token {
         Ok(token) => {
             let header = format!("Bearer {}", token.expose());
-            println!("got a token for {connection} ({} bytes)", token.expose().len());
+            println!(
+                "got a token for {connection} ({} bytes)",
+                token.expose().len()
+            );
             drop(header);
             ExitCode::SUCCESS
         }

@@ -157,9 +157,11 @@ async fn fetch_token(
     connection: &str,
     min_ttl: std::time::Duration,
 ) -> Result<Secret> {
-    let mut c = Client::connect(socket).await?.ok_or_else(|| Error::NoDaemon {
-        socket: socket.to_path_buf(),
-    })?;
+    let mut c = Client::connect(socket)
+        .await?
+        .ok_or_else(|| Error::NoDaemon {
+            socket: socket.to_path_buf(),
+        })?;
     if let Some(k) = tenant_key {
         c.auth(k).await?;
     }

@@ -735,7 +735,12 @@ impl Engine {
         // one line per request, at debug (`-vv`): the default log stays one line per event
         match &result {
             Ok(_) => tracing::debug!(op, actor = caller.actor(), "request answered"),
-            Err(e) => tracing::debug!(op, actor = caller.actor(), code = e.code(), "request failed"),
+            Err(e) => tracing::debug!(
+                op,
+                actor = caller.actor(),
+                code = e.code(),
+                "request failed"
+            ),
         }
         result
     }

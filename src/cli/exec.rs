@@ -174,7 +174,12 @@ fn in_terminal_foreground() -> bool {
 }
 
 /// Runs `exec`. Returns CMD's exit code.
-pub async fn run(g: &Global, env: Vec<String>, min_ttl: u64, command: Vec<OsString>) -> Result<i32> {
+pub async fn run(
+    g: &Global,
+    env: Vec<String>,
+    min_ttl: u64,
+    command: Vec<OsString>,
+) -> Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
     let specs = parse_env(&env)?;
     let Some((program, args)) = command.split_first() else {
@@ -218,9 +223,7 @@ pub async fn run(g: &Global, env: Vec<String>, min_ttl: u64, command: Vec<OsStri
             return Ok(code);
         }
     };
-    let pid = child
-        .id()
-        .map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     loop {
         let next_signal = futures::future::select_all(
             streams
@@ -277,13 +280,18 @@ mod tests {
         let e = specs(&["ok=x", "s3cr3t-value"]).unwrap_err().to_string();
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(e.contains("2nd"), "{e}");
-        let e = specs(&["bad name!=acme/spotify/a"]).unwrap_err().to_string();
+        let e = specs(&["bad name!=acme/spotify/a"])
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("bad name"), "{e}");
     }
 
     #[test]
     fn ordinals() {
         let o: Vec<String> = [0, 1, 2, 3, 10, 11, 20, 21].map(ordinal).into();
-        assert_eq!(o, ["1st", "2nd", "3rd", "4th", "11th", "12th", "21st", "22nd"]);
+        assert_eq!(
+            o,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "21st", "22nd"]
+        );
     }
 }

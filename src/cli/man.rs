@@ -32,8 +32,9 @@ pub fn run(dir: Option<&Path>) -> Result<i32> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-            let n = write_all(cmd, dir)
-                .map_err(|e| Error::io(format!("cannot write man pages to {}", dir.display()), e))?;
+            let n = write_all(cmd, dir).map_err(|e| {
+                Error::io(format!("cannot write man pages to {}", dir.display()), e)
+            })?;
             eprintln!("wrote {n} man pages to {}", dir.display());
         }
         None => {

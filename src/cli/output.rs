@@ -332,7 +332,10 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
     )?;
     writeln!(out, "failures <1h: {}", s.failures_last_hour)?;
     if s.last_backup.is_none() {
-        writeln!(out, "last backup:  none recorded (scheduled backups: [backup] in the config)")?;
+        writeln!(
+            out,
+            "last backup:  none recorded (scheduled backups: [backup] in the config)"
+        )?;
     }
     if let Some(b) = &s.last_backup {
         let what = if b.ok {

@@ -304,9 +304,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
 
     log_startup(&engine, &opts, metrics_addr);
     sd_notify("READY=1\nSTATUS=serving");
-    let watchdog = watchdog_interval().map(|every| {
-        tokio::spawn(ping_watchdog(engine.clone(), every, stopped(&stop_rx)))
-    });
+    let watchdog = watchdog_interval()
+        .map(|every| tokio::spawn(ping_watchdog(engine.clone(), every, stopped(&stop_rx))));
 
     loop {
         tokio::select! {

@@ -122,9 +122,18 @@ fn global_options_are_listed_apart() {
             .split_once("Global options:")
             .unwrap_or_else(|| panic!("no Global options heading:\n{text}"));
         assert!(own.contains("--min-ttl"), "{text}");
-        assert!(!own.contains("--vault"), "--vault among get's own options:\n{text}");
+        assert!(
+            !own.contains("--vault"),
+            "--vault among get's own options:\n{text}"
+        );
         assert!(!own.contains("--passphrase-file"), "{text}");
-        for g in ["--vault", "--socket", "--passphrase-file", "--config", "--verbose"] {
+        for g in [
+            "--vault",
+            "--socket",
+            "--passphrase-file",
+            "--config",
+            "--verbose",
+        ] {
             assert!(global.contains(g), "{g} not under Global options:\n{text}");
         }
     }
@@ -150,8 +159,8 @@ fn help_and_usage_do_not_show_environment_values() {
         &["get", "--help"],
         &["serve", "-h"],
         &["exec", "--help"],
-        &["get"],             // usage error: missing CONNECTION
-        &["get", "--bogus"],  // usage error: unknown flag
+        &["get"],            // usage error: missing CONNECTION
+        &["get", "--bogus"], // usage error: unknown flag
         &["nosuchcommand"],
     ] {
         let out = with_env().args(args).output().unwrap();
@@ -175,7 +184,9 @@ fn version_has_a_long_form_with_commit_and_build_date() {
         .trim()
         .strip_prefix(&format!("tokenvault {v} (commit "))
         .unwrap_or_else(|| panic!("{long}"));
-    let (commit, rest) = rest.split_once(", built ").unwrap_or_else(|| panic!("{long}"));
+    let (commit, rest) = rest
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{long}"));
     assert!(
         commit == "unknown" || (commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
         "{long}"
@@ -284,6 +295,9 @@ fn a_wrong_passphrase_typed_at_the_prompt_is_told_to_retype_it() {
     assert!(all.contains("wrong passphrase"), "{all}");
     assert!(all.contains("retype"), "{all}");
     assert!(!all.contains("passphrase file"), "{all}");
-    assert!(!all.contains("definitely wrong"), "the typed passphrase was echoed: {all}");
+    assert!(
+        !all.contains("definitely wrong"),
+        "the typed passphrase was echoed: {all}"
+    );
     assert_eq!(out.status.code(), Some(3), "{all}");
 }

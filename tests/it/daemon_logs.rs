@@ -61,7 +61,10 @@ fn the_default_log_has_a_start_up_line_and_a_line_per_refresh_failure_only() {
     assert!(failed[0].contains("invalid_grant"), "{}", failed[0]);
     // nothing per request, and account names only as pseudonyms
     assert!(lines_with(&log, "request").is_empty(), "{log}");
-    assert!(!log.contains("alice-0a9f") && !log.contains("bob-77c2"), "{log}");
+    assert!(
+        !log.contains("alice-0a9f") && !log.contains("bob-77c2"),
+        "{log}"
+    );
     assert!(log.lines().count() <= 6, "a chatty default log:\n{log}");
 }
 
@@ -69,8 +72,13 @@ fn the_default_log_has_a_start_up_line_and_a_line_per_refresh_failure_only() {
 fn verbose_adds_no_dependency_noise_nor_source_paths() {
     let log = scenario(&["-v"]);
     assert_eq!(lines_with(&log, "daemon ready").len(), 1, "{log}");
-    for noise in ["hyper", "reqwest", "rustls", "h2::", "tower", ".rs:", "/src/"] {
-        assert!(lines_with(&log, noise).is_empty(), "{noise} in the -v log:\n{log}");
+    for noise in [
+        "hyper", "reqwest", "rustls", "h2::", "tower", ".rs:", "/src/",
+    ] {
+        assert!(
+            lines_with(&log, noise).is_empty(),
+            "{noise} in the -v log:\n{log}"
+        );
     }
     assert!(lines_with(&log, "request answered").is_empty(), "{log}");
 }
@@ -81,6 +89,9 @@ fn per_request_lines_start_at_vv() {
     let log = scenario(&["-vv"]);
     assert!(lines_with(&log, "request answered").len() >= 5, "{log}");
     for noise in ["hyper", "reqwest", "rustls", ".rs:"] {
-        assert!(lines_with(&log, noise).is_empty(), "{noise} in the -vv log:\n{log}");
+        assert!(
+            lines_with(&log, noise).is_empty(),
+            "{noise} in the -vv log:\n{log}"
+        );
     }
 }

@@ -157,7 +157,15 @@ fn the_commands_exit_code_comes_back_and_a_signal_death_is_128_plus_n() {
     two_tenants(&tv);
     let run = |script: &str| {
         tv.cmd()
-            .args(["exec", "--env", "T=acme/spotify/alice", "--", "sh", "-c", script])
+            .args([
+                "exec",
+                "--env",
+                "T=acme/spotify/alice",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
             .output()
             .unwrap()
             .status
@@ -171,11 +179,21 @@ fn the_commands_exit_code_comes_back_and_a_signal_death_is_128_plus_n() {
     // a command that does not exist: the shell's 127, and a message
     let out = tv
         .cmd()
-        .args(["exec", "--env", "T=acme/spotify/alice", "--", "/no/such/program"])
+        .args([
+            "exec",
+            "--env",
+            "T=acme/spotify/alice",
+            "--",
+            "/no/such/program",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(127));
-    assert!(stderr(&out).contains("cannot run the command"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot run the command"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// SIGINT, SIGTERM and SIGHUP sent to `tokenvault exec` reach CMD, which traps them.
@@ -197,7 +215,15 @@ fn signals_are_passed_on_to_the_command() {
         );
         let mut child = tv
             .std_cmd()
-            .args(["exec", "--env", "T=acme/spotify/alice", "--", "sh", "-c", &script])
+            .args([
+                "exec",
+                "--env",
+                "T=acme/spotify/alice",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -250,7 +276,14 @@ fn the_token_is_not_on_any_command_line_nor_in_logs() {
             c.env_remove("TOKENVAULT_PASSPHRASE_FILE");
         }
         let mut child = c
-            .args(["-vvv", "exec", "--min-ttl", "60", "--env", "T=acme/spotify/alice"])
+            .args([
+                "-vvv",
+                "exec",
+                "--min-ttl",
+                "60",
+                "--env",
+                "T=acme/spotify/alice",
+            ])
             .args(["--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -273,8 +306,14 @@ fn the_token_is_not_on_any_command_line_nor_in_logs() {
         std::fs::write(&go, b"").unwrap();
         assert!(wait_exit(&mut child).success());
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(!text.is_empty() || through_daemon, "-vvv logged nothing at all?");
-        assert!(!text.contains("SECRET-TOKEN"), "a token in the log:\n{text}");
+        assert!(
+            !text.is_empty() || through_daemon,
+            "-vvv logged nothing at all?"
+        );
+        assert!(
+            !text.contains("SECRET-TOKEN"),
+            "a token in the log:\n{text}"
+        );
     };
     check(false);
     let before = fp.requests();
@@ -282,7 +321,10 @@ fn the_token_is_not_on_any_command_line_nor_in_logs() {
     check(true);
     let dlog = d.log();
     assert!(!dlog.is_empty());
-    assert!(!dlog.contains("SECRET-TOKEN"), "a token in the daemon's log:\n{dlog}");
+    assert!(
+        !dlog.contains("SECRET-TOKEN"),
+        "a token in the daemon's log:\n{dlog}"
+    );
     assert!(before >= 1 && fp.requests() > before, "no refresh happened");
 }
 
@@ -308,7 +350,10 @@ fn errors_come_before_the_command_runs() {
     assert!(err.contains("variable name"), "{err}");
     let err = try_exec("NO-EQUALS-SIGN", 2);
     assert!(err.contains("VAR=CONNECTION"), "{err}");
-    assert!(!err.contains("NO-EQUALS-SIGN"), "the value was quoted back: {err}");
+    assert!(
+        !err.contains("NO-EQUALS-SIGN"),
+        "the value was quoted back: {err}"
+    );
     let err = try_exec("T=acme/spotify/nobody", 4);
     assert!(err.contains("not found"), "{err}");
     // no command at all
@@ -318,7 +363,11 @@ fn errors_come_before_the_command_runs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no command given"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no command given"),
+        "{}",
+        stderr(&out)
+    );
     // a command without `--` is a usage error too (clap's, suggesting `--`)
     tv.cmd()
         .args(["exec", "--env", "T=acme/spotify/alice", "true"])
@@ -353,7 +402,15 @@ fn the_command_can_run_tokenvault_itself() {
     let tv = TestVault::new();
     two_tenants(&tv);
     tv.cmd()
-        .args(["exec", "--env", "T=acme/spotify/alice", "--", BIN, "get", "globex/spotify/bob"])
+        .args([
+            "exec",
+            "--env",
+            "T=acme/spotify/alice",
+            "--",
+            BIN,
+            "get",
+            "globex/spotify/bob",
+        ])
         .assert()
         .success()
         .stdout("AT-globex-bob\n");

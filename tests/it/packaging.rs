@@ -46,14 +46,25 @@ fn install_into_a_destdir_places_everything_the_unit_names() {
 
         // man pages generated from the CLI, one per command
         let man1 = root(&format!("{prefix}/share/man/man1"));
-        for page in ["tokenvault.1", "tokenvault-serve.1", "tokenvault-exec.1", "tokenvault-backup-restore.1"] {
-            let text = std::fs::read_to_string(man1.join(page))
-                .unwrap_or_else(|e| panic!("{page}: {e}"));
+        for page in [
+            "tokenvault.1",
+            "tokenvault-serve.1",
+            "tokenvault-exec.1",
+            "tokenvault-backup-restore.1",
+        ] {
+            let text =
+                std::fs::read_to_string(man1.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
             assert!(text.contains(".TH tokenvault"), "{page} is not a man page");
         }
         let serve = std::fs::read_to_string(man1.join("tokenvault-serve.1")).unwrap();
-        assert!(serve.contains("metrics\\-listen"), "the serve page lacks its options");
-        assert!(serve.contains("Examples"), "the serve page lacks its examples");
+        assert!(
+            serve.contains("metrics\\-listen"),
+            "the serve page lacks its options"
+        );
+        assert!(
+            serve.contains("Examples"),
+            "the serve page lacks its examples"
+        );
 
         // the unit, rewritten for this prefix
         let unit_path = root(&format!("{prefix}/lib/systemd/system/tokenvault.service"));
@@ -77,7 +88,11 @@ fn install_into_a_destdir_places_everything_the_unit_names() {
             } else {
                 panic!("unknown Documentation= kind: {doc}");
             };
-            assert!(path.is_file(), "{doc} names {} which was not installed", path.display());
+            assert!(
+                path.is_file(),
+                "{doc} names {} which was not installed",
+                path.display()
+            );
         }
         // nothing outside DESTDIR/PREFIX
         for e in walk(d) {
@@ -120,10 +135,10 @@ fn the_unit_is_hardened_to_an_exposure_of_at_most_2() {
         }
     };
     let text = format!("{}{}", stdout(&out), stderr(&out));
-    let Some(level) = text
-        .lines()
-        .find_map(|l| l.split("Overall exposure level for tokenvault.service: ").nth(1))
-    else {
+    let Some(level) = text.lines().find_map(|l| {
+        l.split("Overall exposure level for tokenvault.service: ")
+            .nth(1)
+    }) else {
         eprintln!("skipped: this systemd-analyze cannot rate a unit offline:\n{text}");
         return;
     };
@@ -189,11 +204,20 @@ fn the_dockerfile_is_multi_stage_non_root_with_volumes_and_a_secret_file() {
         .rev()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("no USER: the image would run as root");
-    assert!(!user.starts_with("root") && !user.starts_with('0'), "{user}");
-    let volume = text.lines().find(|l| l.starts_with("VOLUME")).expect("no VOLUME");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "{user}"
+    );
+    let volume = text
+        .lines()
+        .find(|l| l.starts_with("VOLUME"))
+        .expect("no VOLUME");
     assert!(volume.contains("/var/lib/tokenvault") && volume.contains("/run/tokenvault"));
     assert!(text.contains("TOKENVAULT_PASSPHRASE_FILE=/run/secrets/"));
-    assert!(!text.contains("TOKENVAULT_PASSPHRASE="), "a passphrase in the environment");
+    assert!(
+        !text.contains("TOKENVAULT_PASSPHRASE="),
+        "a passphrase in the environment"
+    );
 }
 
 /// Where the docker client exists but its daemon does not answer (or there is no docker),
@@ -202,8 +226,11 @@ fn the_dockerfile_is_multi_stage_non_root_with_volumes_and_a_secret_file() {
 fn docker_smoke_skips_cleanly_without_a_docker_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("docker");
-    std::fs::write(&fake, "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
-        .unwrap();
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!(

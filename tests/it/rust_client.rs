@@ -60,7 +60,12 @@ fn get_token_from_a_real_daemon_with_the_clis_scoping_and_errors() {
     assert_eq!(cli.status.code(), Some(4));
     assert_eq!(stderr(&cli).trim(), format!("tokenvault: error: {e}"));
     let e = rt
-        .block_on(get_token_as(&d.socket, Secret::new("tvk_bogus"), "acme/spotify/alice", ttl))
+        .block_on(get_token_as(
+            &d.socket,
+            Secret::new("tvk_bogus"),
+            "acme/spotify/alice",
+            ttl,
+        ))
         .unwrap_err();
     assert_eq!(e.exit_code(), 5, "{e}");
     // no daemon: says so and what to do
@@ -87,12 +92,20 @@ fn min_ttl_makes_the_daemon_refresh_first() {
     let d = Daemon::start(&tv, &[]);
     let rt = rt();
     let got = rt
-        .block_on(get_token(&d.socket, "acme/spotify/alice", Duration::from_secs(60)))
+        .block_on(get_token(
+            &d.socket,
+            "acme/spotify/alice",
+            Duration::from_secs(60),
+        ))
         .unwrap();
     assert_eq!(got.expose(), old);
     assert_eq!(fp.requests(), 0);
     let got = rt
-        .block_on(get_token(&d.socket, "acme/spotify/alice", Duration::from_secs(3600)))
+        .block_on(get_token(
+            &d.socket,
+            "acme/spotify/alice",
+            Duration::from_secs(3600),
+        ))
         .unwrap();
     assert_ne!(got.expose(), old);
     assert_eq!(fp.requests(), 1);

@@ -14,7 +14,11 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, body.to_owned())
 }
 
@@ -71,7 +75,10 @@ fn health_says_why_it_is_unhealthy() {
         text.contains("1 connection needs re-authorisation"),
         "health does not say why:\n{text}"
     );
-    assert!(text.contains("tokenvault list --status needs_reauth"), "{text}");
+    assert!(
+        text.contains("tokenvault list --status needs_reauth"),
+        "{text}"
+    );
     let out = tv.cmd().args(["health", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -98,9 +105,15 @@ fn healthz_is_200_when_healthy_and_503_with_the_reason_otherwise() {
     let (code, body) = http_get(&addr, "/healthz");
     assert_eq!(code, 503, "{body}");
     assert!(body.starts_with("unhealthy\n"), "{body}");
-    assert!(body.contains("1 connection needs re-authorisation"), "{body}");
+    assert!(
+        body.contains("1 connection needs re-authorisation"),
+        "{body}"
+    );
     // anyone on loopback can ask: no connection is named
-    assert!(!body.contains("gone-5e1d") && !body.contains("acme/"), "{body}");
+    assert!(
+        !body.contains("gone-5e1d") && !body.contains("acme/"),
+        "{body}"
+    );
     let (code, _) = http_get(&addr, "/nope");
     assert_eq!(code, 404);
 }
@@ -129,7 +142,10 @@ fn metrics_carry_build_info_with_version_and_commit() {
     let (code, body) = http_get(&addr, "/metrics");
     assert_eq!(code, 200);
     assert!(body.contains(&want), "{body}");
-    assert!(body.contains("# TYPE tokenvault_build_info gauge"), "{body}");
+    assert!(
+        body.contains("# TYPE tokenvault_build_info gauge"),
+        "{body}"
+    );
 }
 
 /// Everything the JSON of `status` carries is in its text: daemon pid, version, socket
