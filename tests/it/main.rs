@@ -14,6 +14,7 @@ mod backup_cli;
 mod backup_failures;
 mod backup_roundtrip;
 mod backup_schedule;
+mod build_stamp;
 mod cli;
 mod cli_help;
 mod daemon_cli;
