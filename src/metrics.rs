@@ -8,6 +8,7 @@
 //!
 //! The refresh engine reports each provider call with `record_refresh`; the engine counts
 //! token hand-outs; the socket server counts connections.
+//! `tokenvault_build_info{version,commit}` (always 1) tells which build is running.
 
 use crate::engine::Engine;
 use crate::error::Result;
