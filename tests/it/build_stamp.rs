@@ -37,7 +37,10 @@ fn in_this_checkout_the_commit_is_the_head_and_its_files_are_watched() {
     let mut watch = Vec::new();
     assert_eq!(commit_in(repo, &mut watch), head);
     assert!(watch.iter().any(|w| w.ends_with("/HEAD")), "{watch:?}");
-    assert!(watch.iter().all(|w| std::path::Path::new(w).exists()), "{watch:?}");
+    assert!(
+        watch.iter().all(|w| std::path::Path::new(w).exists()),
+        "{watch:?}"
+    );
 }
 
 #[test]
