@@ -447,6 +447,64 @@ pub struct StatusView {
     /// The last scheduled backup (SPEC §8), when backups are configured.
     #[serde(default)]
     pub last_backup: Option<crate::backup::BackupOutcome>,
+    /// Why `healthy` is false, one sentence each with what to run next (counts only: no
+    /// connection is named, so `/healthz` can show them to anyone on loopback).
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// The daemon answering, when it is one (pid, version, socket, uptime).
+    #[serde(default)]
+    pub daemon_process: Option<DaemonProcessView>,
+}
+
+/// The running daemon, as `status` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DaemonProcessView {
+    pub pid: u32,
+    pub version: String,
+    pub commit: String,
+    pub socket: String,
+    pub started_at: i64,
+    pub uptime_secs: i64,
+}
+
+/// The sentences of `StatusView::problems` for these per-status counts.
+pub fn health_problems(by_status: &BTreeMap<String, u64>) -> Vec<String> {
+    let n = |s: &str| by_status.get(s).copied().unwrap_or(0);
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 connection {one}")
+        } else {
+            format!("{n} connections {many}")
+        }
+    };
+    let mut out = Vec::new();
+    if n("needs_reauth") > 0 {
+        out.push(format!(
+            "{}: see `tokenvault list --status needs_reauth`, then `tokenvault connect CONNECTION` (or `put` a new token)",
+            plural(n("needs_reauth"), "needs re-authorisation", "need re-authorisation")
+        ));
+    }
+    if n("token_expired") > 0 {
+        out.push(format!(
+            "{}: see `tokenvault list --status token_expired` and `tokenvault show CONNECTION` for the reason",
+            plural(
+                n("token_expired"),
+                "has an expired access token that could not be renewed",
+                "have an expired access token that could not be renewed"
+            )
+        ));
+    }
+    if n("error") > 0 {
+        out.push(format!(
+            "{}: see `tokenvault list --status error` and `tokenvault show CONNECTION`; fix the client with `tokenvault client set`",
+            plural(
+                n("error"),
+                "has a configuration error",
+                "have a configuration error"
+            )
+        ));
+    }
+    out
 }
 
 /// A response. Its JSON form (with `"ok":true` added by the server) is the protocol's.
@@ -562,6 +620,8 @@ pub struct Engine {
     metrics: Arc<crate::metrics::Metrics>,
     /// The refresh engine: HTTP client, single flight, group commit, scheduler wake-up.
     refresh: crate::refresh::RefreshState,
+    /// The socket and start time of the daemon this engine serves in (`status` shows them).
+    daemon_socket: Option<(String, i64)>,
 }
 
 fn load_providers(
@@ -594,12 +654,18 @@ impl Engine {
             apple: crate::apple::AppleState::default(),
             metrics: Arc::default(),
             refresh: crate::refresh::RefreshState::default(),
+            daemon_socket: None,
         }
     }
 
     /// Marks this engine as running inside `serve` (reported by `status`).
     pub fn set_daemon(&mut self, daemon: bool) {
         self.daemon = daemon;
+    }
+
+    /// Records the socket the daemon serves on, and now as its start time (for `status`).
+    pub fn set_daemon_socket(&mut self, socket: &std::path::Path) {
+        self.daemon_socket = Some((socket.display().to_string(), self.now()));
     }
 
     /// The current configuration (cheap: an `Arc`).
@@ -682,8 +748,15 @@ impl Engine {
         if let Ok(Response::Token { .. }) = &result {
             self.metrics.token_served();
         }
-        if let Err(e) = &result {
-            tracing::debug!(op, code = e.code(), "request failed");
+        // one line per request, at debug (`-vv`): the default log stays one line per event
+        match &result {
+            Ok(_) => tracing::debug!(op, actor = caller.actor(), "request answered"),
+            Err(e) => tracing::debug!(
+                op,
+                actor = caller.actor(),
+                code = e.code(),
+                "request failed"
+            ),
         }
         result
     }
@@ -1319,6 +1392,7 @@ impl Engine {
         let unhealthy = by_status.get("error").copied().unwrap_or(0)
             + by_status.get("needs_reauth").copied().unwrap_or(0)
             + by_status.get("token_expired").copied().unwrap_or(0);
+        let problems = health_problems(&by_status);
         Ok(Response::Status(StatusView {
             vault: self.vault.path().display().to_string(),
             format_version: crate::vault::schema::FORMAT_VERSION,
@@ -1337,6 +1411,17 @@ impl Engine {
                 Caller::Admin { .. } => crate::backup::ops::status_line(self),
                 Caller::Tenant { .. } => None,
             },
+            problems,
+            daemon_process: self.daemon_socket.as_ref().map(|(socket, started)| {
+                DaemonProcessView {
+                    pid: std::process::id(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    commit: crate::cli::args::COMMIT.into(),
+                    socket: socket.clone(),
+                    started_at: *started,
+                    uptime_secs: (now - started).max(0),
+                }
+            }),
         }))
     }
 

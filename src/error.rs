@@ -123,6 +123,24 @@ pub enum Error {
         path: PathBuf,
         reason: String,
     },
+
+    /// A wrong passphrase, with advice that fits where it came from (a file, the
+    /// environment, or the prompt): see `cli::passphrase::explain`.
+    #[error("wrong passphrase for vault {path}: {advice}")]
+    WrongPassphraseFrom { path: PathBuf, advice: String },
+
+    /// A second `serve` on a socket whose daemon lock is held.
+    #[error(
+        "another `tokenvault serve` is already running on the socket {socket} (its lock {socket}.lock is in use): stop that daemon first, or give this one another --socket"
+    )]
+    DaemonRunning { socket: PathBuf },
+
+    /// A client library call found no daemon on the socket.
+    #[error(
+        "no tokenvault daemon answers on {socket}: start `tokenvault serve`, or point TOKENVAULT_SOCKET at its socket"
+    )]
+    NoDaemon { socket: PathBuf },
+
     /// An error the daemon answered with, carried back to the CLI by its protocol code.
     #[error("{message}")]
     Remote { code: String, message: String },
@@ -164,6 +182,7 @@ impl Error {
             Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
                 exit::LOCKED
             }
+            Error::WrongPassphraseFrom { .. } | Error::DaemonRunning { .. } => exit::LOCKED,
             Error::BackupKey { .. } => exit::LOCKED,
             Error::NotFound { .. } | Error::NoVault { .. } => exit::NOT_FOUND,
             Error::Forbidden(_) | Error::Unauthorized(_) => exit::FORBIDDEN,
@@ -189,6 +208,7 @@ impl Error {
             Error::WrongPassphrase { .. } | Error::VaultInUse { .. } | Error::NoPassphrase => {
                 "locked"
             }
+            Error::WrongPassphraseFrom { .. } | Error::DaemonRunning { .. } => "locked",
             Error::NotFound { .. } | Error::NoVault { .. } => "not_found",
             Error::Forbidden(_) => "forbidden",
             Error::Unauthorized(_) => "unauthorized",

@@ -23,11 +23,28 @@
 //!   caps, socket-directory trust, the newline-delimited JSON protocol, signals, systemd
 //!   readiness.
 //! - [`client`]: the CLI side of the socket: check the daemon's uid, send to a live
-//!   daemon, else run in-process.
+//!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
+//!
+//! # A token for a Rust program
+//!
+//! A Rust service running next to `tokenvault serve` asks it for a valid access token in a
+//! few lines, with the same scoping and errors as `tokenvault get` (see [`client`] and
+//! `examples/get_token.rs`):
+//!
+//! ```no_run
+//! # async fn demo() -> tokenvault::Result<()> {
+//! let socket = tokenvault::client::default_socket();
+//! let min_ttl = std::time::Duration::from_secs(60);
+//! let token = tokenvault::client::get_token(&socket, "acme/spotify/alice", min_ttl).await?;
+//! let header = format!("Bearer {}", token.expose());
+//! # drop(header);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod apple;
 pub mod backup;

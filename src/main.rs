@@ -4,21 +4,36 @@
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
-use tokenvault::cli::{Cli, args::LogFormat};
+use tokenvault::cli::{
+    Cli,
+    args::{Command, LogFormat},
+};
 
-fn init_logging(format: LogFormat, verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
+/// The log filter of `-v` counts (`TOKENVAULT_LOG` overrides it). The daemon's default
+/// shows its own informational lines (the start-up line, refresh failures); per-request
+/// lines are debug (`-vv`); other crates (hyper, reqwest, rustls, h2 …) stay at warnings
+/// until `-vvv`, which is for debugging them.
+fn log_filter(verbose: u8, serve: bool) -> &'static str {
+    match (verbose, serve) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "warn,tokenvault=info",
+        (2, _) => "warn,tokenvault=debug",
+        (3, _) => "debug",
+        _ => "trace",
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8, serve: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENVAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(verbose, serve)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
+        // source paths mean nothing to an operator; targets only once other crates log
+        .with_file(false)
+        .with_line_number(false)
+        .with_target(verbose >= 3);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -39,7 +54,8 @@ fn main() -> ExitCode {
         );
     }));
     let cli = Cli::parse();
-    init_logging(cli.global.log_format, cli.global.verbose);
+    let serve = matches!(cli.command, Command::Serve { .. });
+    init_logging(cli.global.log_format, cli.global.verbose, serve);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,9 +70,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // decided before the command runs: a wrong passphrase is explained by where it came from
+    let pass_source = tokenvault::cli::passphrase::source(cli.global.passphrase_file.as_deref());
     match rt.block_on(tokenvault::cli::run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
+            let e = tokenvault::cli::passphrase::explain(e, &pass_source);
             let _ = writeln!(std::io::stderr(), "tokenvault: error: {e}");
             ExitCode::from(e.exit_code() as u8)
         }

@@ -8,6 +8,7 @@
 //!
 //! The refresh engine reports each provider call with `record_refresh`; the engine counts
 //! token hand-outs; the socket server counts connections.
+//! `tokenvault_build_info{version,commit}` (always 1) tells which build is running.
 
 use crate::engine::Engine;
 use crate::error::Result;
@@ -85,6 +86,17 @@ impl Metrics {
 
     /// The counters as Prometheus text (without the vault gauges).
     pub fn render_counters(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP tokenvault_build_info The running tokenvault's version and commit (always 1)."
+        );
+        let _ = writeln!(out, "# TYPE tokenvault_build_info gauge");
+        let _ = writeln!(
+            out,
+            "tokenvault_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            label(env!("CARGO_PKG_VERSION")),
+            label(crate::cli::args::COMMIT)
+        );
         let _ = writeln!(
             out,
             "# HELP tokenvault_refreshes_total Provider calls made to refresh or validate a token, by provider and outcome."
@@ -230,6 +242,10 @@ mod tests {
         assert!(s.contains("tokenvault_refresh_duration_seconds_bucket{le=\"30\"} 2"));
         assert!(s.contains("tokenvault_refresh_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(s.contains("tokenvault_refresh_duration_seconds_count 3"));
+        assert!(s.contains(&format!(
+            "tokenvault_build_info{{version=\"{}\",commit=",
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub enum AppleCmd {
     Key(AppleKeyCmd),
     /// Print a valid developer token (cached; renewed when less than a day remains).
     Token {
+        /// The tenant whose signing key signs the token.
         tenant: String,
         /// Print a JSON document with the token, its key, issue and expiry times.
         #[arg(long)]
@@ -28,6 +29,7 @@ pub enum AppleCmd {
 pub enum AppleKeyCmd {
     /// Add a signing key; the tenant's first key becomes active.
     Add {
+        /// The tenant that owns the key.
         tenant: String,
         /// Team ID (10 characters, from your Apple developer account).
         #[arg(long)]
@@ -41,15 +43,24 @@ pub enum AppleKeyCmd {
     },
     /// List a tenant's signing keys and their states.
     List {
+        /// The tenant whose keys to list.
         tenant: String,
+        /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Sign developer tokens with this key from now on; the old key becomes retiring.
-    Activate { tenant: String, key_id: String },
+    Activate {
+        /// The tenant that owns the key.
+        tenant: String,
+        /// The Key ID to activate.
+        key_id: String,
+    },
     /// Take a key out of use.
     Retire {
+        /// The tenant that owns the key.
         tenant: String,
+        /// The Key ID to retire.
         key_id: String,
         /// Allow retiring the active key, leaving the tenant without developer tokens.
         #[arg(long)]

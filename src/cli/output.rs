@@ -42,6 +42,11 @@ pub fn fmt_time(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// A duration for people: `3d4h`, `2h5m`, `4m10s`, `9s`.
+pub fn fmt_duration(secs: i64) -> String {
+    fmt_in(secs.max(0), 0).trim_start_matches("in ").to_owned()
+}
+
 pub fn fmt_in(t: i64, now: i64) -> String {
     let d = t - now;
     let abs = d.unsigned_abs();
@@ -329,20 +334,27 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         "vault:        {} (format {}, key term {})",
         s.vault, s.format_version, s.key_term
     )?;
-    writeln!(
-        out,
-        "daemon:       {}",
-        if s.daemon {
-            "running"
-        } else {
-            "not running (opened the file directly)"
-        }
-    )?;
+    match (&s.daemon_process, s.daemon) {
+        (Some(d), _) => writeln!(
+            out,
+            "daemon:       running, pid {}, tokenvault {} (commit {}), up {}, socket {}",
+            d.pid,
+            d.version,
+            d.commit,
+            fmt_duration(d.uptime_secs),
+            d.socket
+        )?,
+        (None, true) => writeln!(out, "daemon:       running")?,
+        (None, false) => writeln!(out, "daemon:       not running (opened the file directly)")?,
+    }
     writeln!(
         out,
         "health:       {}",
         if s.healthy { "healthy" } else { "UNHEALTHY" }
     )?;
+    for p in &s.problems {
+        writeln!(out, "  - {p}")?;
+    }
     writeln!(out, "tenants:      {}", s.tenants)?;
     writeln!(out, "connections:  {}", s.connections)?;
     for (k, v) in &s.by_status {
@@ -357,14 +369,23 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         }
     )?;
     writeln!(out, "expiring <1h: {}", s.expiring_within_hour)?;
-    if s.refresh_tokens_expiring_within_week > 0 {
+    writeln!(
+        out,
+        "refresh tokens ending within 7 days: {}{}",
+        s.refresh_tokens_expiring_within_week,
+        if s.refresh_tokens_expiring_within_week > 0 {
+            " (reconnect them: `tokenvault list --json`, field refresh_expires_at)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(out, "failures <1h: {}", s.failures_last_hour)?;
+    if s.last_backup.is_none() {
         writeln!(
             out,
-            "refresh tokens ending within 7 days: {} (reconnect them: `tokenvault list --json`, field refresh_expires_at)",
-            s.refresh_tokens_expiring_within_week
+            "last backup:  none recorded (scheduled backups: [backup] in the config)"
         )?;
     }
-    writeln!(out, "failures <1h: {}", s.failures_last_hour)?;
     if let Some(b) = &s.last_backup {
         let what = if b.ok {
             format!(

@@ -112,6 +112,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             output::to_stdout(|out| out.write_all(&script))?;
             return Ok(0);
         }
+        Command::Man { dir } => return super::man::run(dir.as_deref()),
+        Command::Exec {
+            env,
+            min_ttl,
+            command,
+        } => return super::exec::run(&g, env, min_ttl, command).await,
         Command::Init {
             kdf_memory_mib,
             kdf_iterations,

@@ -7,7 +7,9 @@
 //! crashed daemon (only a socket of our own uid, never another kind of file); bind with
 //! mode 0600 (or `--socket-mode`, group
 //! `--socket-group`); start the scheduler, the listener, the audit flusher, webhooks and
-//! the metrics HTTP endpoint; tell systemd READY=1.
+//! the metrics HTTP endpoint; log one start-up line (version, vault, socket, connections,
+//! next due); tell systemd READY=1, then WATCHDOG=1 at half of `WatchdogSec=` while the
+//! vault answers.
 //!
 //! The config file is checked before start-up goes further, and again on each SIGHUP
 //! (`Config::load_for_daemon`: a named file must exist, webhooks need a `secret_file`,
@@ -219,8 +221,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     prepare_dir(&opts)?;
     let lock_path = PathBuf::from(format!("{}.lock", opts.socket.display()));
     let _lock = take_lock(&lock_path).map_err(|e| match e {
-        Error::VaultInUse { .. } => Error::VaultInUse {
-            path: opts.socket.clone(),
+        Error::VaultInUse { .. } => Error::DaemonRunning {
+            socket: opts.socket.clone(),
         },
         other => other,
     })?;
@@ -234,6 +236,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     drop(pass);
     let mut engine = Engine::new(vault);
     engine.set_daemon(true);
+    engine.set_daemon_socket(&opts.socket);
     engine.set_config(config);
     let engine = Arc::new(engine);
 
@@ -276,10 +279,8 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         engine.clone(),
         stopped(&stop_rx),
     ));
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let metrics_http = metrics_listener.map(|l| {
-        if let Ok(a) = l.local_addr() {
-            tracing::info!(addr = %a, "metrics on http://{a}/metrics");
-        }
         tokio::spawn(super::metrics_http::run(
             engine.clone(),
             l,
@@ -287,8 +288,10 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         ))
     });
 
-    tracing::info!(socket = %opts.socket.display(), vault = %opts.vault.display(), "daemon ready");
+    log_startup(&engine, &opts, metrics_addr);
     sd_notify("READY=1\nSTATUS=serving");
+    let watchdog = watchdog_interval()
+        .map(|every| tokio::spawn(ping_watchdog(engine.clone(), every, stopped(&stop_rx))));
 
     loop {
         tokio::select! {
@@ -328,6 +331,9 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     if let Some(h) = metrics_http {
         let _ = tokio::time::timeout_at(deadline, h).await;
     }
+    if let Some(h) = watchdog {
+        let _ = tokio::time::timeout_at(deadline, h).await;
+    }
     match engine.flush_audit() {
         Ok(n) if n > 0 => tracing::debug!(records = n, "audit records flushed"),
         Ok(_) => {}
@@ -338,6 +344,83 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// The one line an operator reads at start-up (SPEC §9: the next due connection is named
+/// by its pseudonym, never its account).
+fn log_startup(engine: &Engine, opts: &ServeOptions, metrics: Option<SocketAddr>) {
+    let now = engine.now();
+    let summary = engine.vault().read().and_then(|rx| {
+        let mut connections = 0u64;
+        rx.for_each_connection("", |_, _| {
+            connections += 1;
+            Ok(true)
+        })?;
+        Ok((connections, rx.tenants()?.len(), rx.next_due()?))
+    });
+    let (connections, tenants, next) = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the vault summary for the start-up line");
+            (0, 0, None)
+        }
+    };
+    let next_due = match next {
+        Some((at, key)) => format!(
+            "{} (connection {})",
+            crate::cli::output::fmt_in(at, now),
+            engine.vault().pseudonym(&key)
+        ),
+        None => "nothing scheduled".into(),
+    };
+    tracing::info!(
+        version = crate::cli::args::LONG_VERSION,
+        vault = %opts.vault.display(),
+        socket = %opts.socket.display(),
+        tenants,
+        connections,
+        next_due = %next_due,
+        metrics = %metrics
+            .map(|a| format!("http://{a}/metrics"))
+            .unwrap_or_else(|| "off".into()),
+        "daemon ready"
+    );
+}
+
+/// Half the watchdog timeout systemd asked for (`WatchdogSec=` sets `WATCHDOG_USEC`), if
+/// the watchdog is meant for this process.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID").ok()
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Tells systemd the daemon is alive (`WATCHDOG=1`) as long as the runtime turns and the
+/// vault answers a read; a daemon that hangs stops pinging and systemd restarts it.
+async fn ping_watchdog(
+    engine: Arc<Engine>,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                let e = engine.clone();
+                match tokio::task::spawn_blocking(move || e.vault().read().map(drop)).await {
+                    Ok(Ok(())) => sd_notify("WATCHDOG=1"),
+                    _ => tracing::warn!("the vault did not answer; not pinging the systemd watchdog"),
+                }
+            }
+        }
+    }
 }
 
 async fn flush_audit_every_second(

@@ -299,7 +299,8 @@ async fn answer(
     let result = match req {
         Request::Auth { tenant_key } => match engine.authenticate_tenant_key(&tenant_key) {
             Ok((tenant, key_id)) => {
-                tracing::info!(tenant = %tenant, key_id = %key_id, "connection authenticated with a tenant key");
+                // per connection: debug, so the default log stays one line per event that matters
+                tracing::debug!(tenant = %tenant, key_id = %key_id, "connection authenticated with a tenant key");
                 *identity = Identity::Key { key_id };
                 match peer::caller(engine, identity, daemon_uid) {
                     Ok(c) => engine.handle(&c, Request::Hello).await,

@@ -1,6 +1,8 @@
 //! `--metrics-listen`: a tiny HTTP/1.1 endpoint on loopback answering `GET /metrics` with
-//! the Prometheus text exposition. One request per connection, a bounded request head,
-//! a 5-second deadline; anything else gets 404 or 400.
+//! the Prometheus text exposition and `GET /healthz` with 200 `healthy` or 503 and the
+//! reasons (`status`'s problems: counts and what to run, never a connection's name — anyone
+//! on loopback can ask). One request per connection, a bounded request head, a 5-second
+//! deadline; anything else gets 404 or 405.
 
 use crate::engine::Engine;
 use std::future::Future;
@@ -24,6 +26,31 @@ pub async fn run(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Futu
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             },
         }
+    }
+}
+
+/// `GET /healthz`: what `tokenvault health` decides, as an HTTP status.
+async fn healthz(engine: &Engine) -> (&'static str, &'static str, String) {
+    let caller = crate::engine::Caller::Admin {
+        actor: "metrics-http".into(),
+    };
+    match engine.handle(&caller, crate::engine::Request::Status).await {
+        Ok(crate::engine::Response::Status(s)) if s.healthy => {
+            ("200 OK", "text/plain; charset=utf-8", "healthy\n".into())
+        }
+        Ok(crate::engine::Response::Status(s)) => {
+            let mut body = String::from("unhealthy\n");
+            for p in &s.problems {
+                body.push_str(p);
+                body.push('\n');
+            }
+            ("503 Service Unavailable", "text/plain; charset=utf-8", body)
+        }
+        _ => (
+            "503 Service Unavailable",
+            "text/plain; charset=utf-8",
+            "unhealthy\ncannot read the vault: see the daemon's log\n".into(),
+        ),
     }
 }
 
@@ -59,8 +86,14 @@ async fn one(engine: Arc<Engine>, mut s: TcpStream) -> std::io::Result<()> {
                 "cannot read the vault\n".into(),
             ),
         }
+    } else if path == b"/healthz" {
+        healthz(&engine).await
     } else {
-        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+        (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_string(),
+        )
     };
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
