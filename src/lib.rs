@@ -24,6 +24,8 @@
 //! - [`client`]: the CLI side of the socket: send to a live daemon, else run in-process.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
+//! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
+//!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 
@@ -32,6 +34,7 @@ pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod metrics;
