@@ -73,11 +73,8 @@ pub fn run(
     };
     if let Some(s) = salvage {
         let Some(vault) = outcome.salvaged else {
-            return Err(Error::Corrupt {
-                path: path.to_owned(),
-                reason: "nothing can be salvaged: the header or the whole file is unreadable"
-                    .into(),
-            });
+            // Nothing opens: the report says why, and no backup is written.
+            return Ok(out);
         };
         let file = std::path::absolute(&s.file)
             .map_err(|e| Error::io(format!("cannot resolve {}", s.file.display()), e))?;
@@ -162,6 +159,11 @@ pub fn print(w: &mut impl Write, out: &Output, json: bool) -> std::io::Result<()
     }
     if r.healthy {
         writeln!(w, "result: healthy, nothing is damaged")
+    } else if !r.header.ok {
+        writeln!(
+            w,
+            "result: DAMAGED; no record can be opened without the header: restore the vault from a backup"
+        )
     } else if out.salvage.is_some() {
         writeln!(
             w,

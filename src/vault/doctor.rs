@@ -8,14 +8,15 @@
 //! ordinary backup writer), or print.
 //!
 //! How a damaged file is read. The integrity check runs first; when it passes, the records
-//! are read from that checked view. When it fails, the file is opened again without the
-//! check, trusting redb's recorded state (and, if a crash or a panicking command left the
-//! "recovery required" flag set, with that flag cleared in memory, since redb's repair
-//! refuses a file whose checksums fail: this is what made every open fail after one
-//! panicking run). Every table is then walked forwards until the first failure and
-//! backwards from its end to the same point, each step under `catch_unwind` on a view that
-//! is reopened after a panic: one bad page costs the records on it, not the table. Keys the
-//! due index names but the walk could not read are reported as unreadable connections.
+//! are read from that checked view. When it fails, the file is opened again (in memory)
+//! without the check, trusting the allocator state redb recorded at its last clean close
+//! (also when a process died with the file open and left it flagged for recovery). Every
+//! table is then walked forwards until the first failure and backwards from its end to the
+//! same point, each walk under `catch_unwind` on a view that is reopened after a panic:
+//! one bad page costs the records on it, not the table, and a damaged table costs only
+//! that table. Keys the due index names but the walk could not read are reported as
+//! unreadable connections. A file whose recorded state is gone (a crash after its last
+//! commit) and whose checksums fail cannot be read by redb at all: doctor says so.
 //!
 //! What can be trusted: a sealed value only opens under its table, record key and term, so
 //! a token that opens is the token that was stored. Clear metadata (status, times, names)
@@ -108,9 +109,10 @@ pub struct Outcome {
 /// How a view of the file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// redb's integrity check passed.
     Checked,
+    /// Without the check: redb's recorded state trusted.
     Unchecked,
-    CrashFlagIgnored,
 }
 
 impl Kind {
@@ -118,7 +120,6 @@ impl Kind {
         match self {
             Kind::Checked => "checked",
             Kind::Unchecked => "unchecked",
-            Kind::CrashFlagIgnored => "unchecked, crash flag ignored",
         }
     }
 }
@@ -130,30 +131,13 @@ struct View<'a> {
     db: Option<Database>,
 }
 
-/// Offset of redb's "god byte" (after the 9-byte magic) and its recovery-required bit, per
-/// redb's documented file format.
-const GOD_BYTE: u64 = 9;
-const RECOVERY_REQUIRED: u8 = 2;
-
 fn open_view(path: &Path, kind: Kind) -> Result<Database> {
     match kind {
         Kind::Checked => open_checked(path, Access::ReadOnly).map(|(db, _)| db),
-        Kind::Unchecked | Kind::CrashFlagIgnored => super::guard_open(path, || {
-            use redb::StorageBackend;
+        Kind::Unchecked => super::guard_open(path, || {
             let (file, locks) = super::file_backend(path, Access::ReadOnly)?;
             let (view, _control) = overlay::Overlay::new(Some(file), overlay::Mode::Memory, locks)
                 .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            if kind == Kind::CrashFlagIgnored {
-                let mut god = [0u8; 1];
-                view.read(GOD_BYTE, &mut god)
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                if god[0] & RECOVERY_REQUIRED == 0 {
-                    return Err(corrupt(path, "no crash flag to ignore"));
-                }
-                // In memory only: the view never writes the file.
-                view.write(GOD_BYTE, &[god[0] & !RECOVERY_REQUIRED])
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            }
             redb::Builder::new()
                 .create_with_backend(view)
                 .map_err(|e| super::map_db_error(path, e))
@@ -338,28 +322,19 @@ pub fn check(path: &Path, passphrase: &Secret, salvage: bool, now: i64) -> Resul
         },
         Err(Error::Corrupt { reason: why, .. }) => {
             report.storage_check = Check::failed(why);
-            let mut opened = None;
-            let mut why = Vec::new();
-            for kind in [Kind::Unchecked, Kind::CrashFlagIgnored] {
-                match open_view(path, kind) {
-                    Ok(db) => {
-                        opened = Some(View {
-                            path,
-                            kind,
-                            db: Some(db),
-                        });
-                        break;
-                    }
-                    Err(e) => why.push(reason(&e)),
-                }
-            }
-            match opened {
-                Some(v) => v,
-                None => {
-                    report.header = Check::failed("not read: the storage engine cannot open the file at all");
+            match open_view(path, Kind::Unchecked) {
+                Ok(db) => View {
+                    path,
+                    kind: Kind::Unchecked,
+                    db: Some(db),
+                },
+                Err(e @ Error::VaultInUse { .. }) => return Err(e),
+                Err(e) => {
+                    report.header =
+                        Check::failed("not read: the storage engine cannot open the file at all");
                     report.notes.push(format!(
                         "no record can be read ({}); restore the vault from a backup",
-                        why.join("; ")
+                        reason(&e)
                     ));
                     return Ok(Outcome {
                         report,

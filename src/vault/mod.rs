@@ -1299,3 +1299,89 @@ impl Tx {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &Path) -> (PathBuf, Secret) {
+        let path = dir.join("v.redb");
+        let pass = Secret::new("test passphrase");
+        let v = Vault::init(&path, &pass, KdfParams::new(19, 2, 1).unwrap()).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("acme", &TenantRecord { created_at: 1 }).unwrap();
+        tx.commit().unwrap();
+        (path, pass)
+    }
+
+    /// What happens when redb panics inside a session (here simulated inside the guard):
+    /// the caller gets `Corrupt`, every later read and write is refused, and nothing more
+    /// reaches the file, not even the close — though the session had already written.
+    #[test]
+    fn a_caught_panic_stops_the_session_and_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        tx.commit().unwrap(); // armed: this session writes straight to the file now
+        let after_commit = std::fs::read(&path).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("gamma", &TenantRecord { created_at: 3 }).unwrap();
+        let r: Result<()> = v.guard.run(|| panic!("simulated storage-engine panic"));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("tokenvault doctor"), "{e}");
+        assert!(matches!(tx.commit(), Err(Error::Corrupt { .. })));
+        assert!(matches!(v.read(), Err(Error::Corrupt { .. })));
+        assert!(matches!(v.write(), Err(Error::Corrupt { .. })));
+        drop(v);
+        assert!(
+            std::fs::read(&path).unwrap() == after_commit,
+            "the poisoned session wrote (its close included)"
+        );
+        // the file is as the last good commit left it, and opens
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        let names: Vec<String> = v.read().unwrap().tenants().unwrap().into_iter().map(|t| t.0).collect();
+        assert_eq!(names, ["acme", "beta"]);
+    }
+
+    #[test]
+    fn a_read_only_session_refuses_to_write_and_leaves_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        assert_eq!(v.read().unwrap().tenants().unwrap().len(), 1);
+        assert!(v.write().is_err());
+        assert!(v.write_lazy().is_err());
+        assert!(v.rekey().is_err());
+        drop(v);
+        assert!(std::fs::read(&path).unwrap() == before);
+    }
+
+    /// A writing session that never commits (a refused command) leaves the file as it was;
+    /// the first commit writes, and the file then opens cleanly.
+    #[test]
+    fn a_writing_session_writes_nothing_until_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        drop(tx);
+        drop(v);
+        assert!(std::fs::read(&path).unwrap() == before, "an uncommitted session wrote");
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        tx.commit().unwrap();
+        drop(v);
+        assert!(std::fs::read(&path).unwrap() != before);
+        assert!(redb::ReadOnlyDatabase::open(&path).is_ok(), "closed cleanly");
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        assert_eq!(v.read().unwrap().tenants().unwrap().len(), 2);
+    }
+}

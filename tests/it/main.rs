@@ -22,6 +22,7 @@ mod daemon_isolation;
 mod daemon_lifecycle;
 mod daemon_load;
 mod daemon_webhooks;
+mod damaged_vault;
 mod failures;
 mod hygiene;
 mod refresh_cli;
