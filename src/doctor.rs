@@ -64,9 +64,8 @@ pub fn run(
             ));
         }
     }
-    let outcome = crate::backup::ops::blocking(|| {
-        doctor::check(path, passphrase, salvage.is_some(), now)
-    })?;
+    let outcome =
+        crate::backup::ops::blocking(|| doctor::check(path, passphrase, salvage.is_some(), now))?;
     let mut out = Output {
         report: outcome.report,
         salvage: None,

@@ -247,7 +247,10 @@ fn map_db_error(path: &Path, e: redb::DatabaseError) -> Error {
 /// locks (which need a writable descriptor) keep a daemon out while it reads; the view
 /// never writes through it. A file this user may only read is read without locks.
 fn file_backend(path: &Path, access: Access) -> Result<(redb::backends::FileBackend, bool)> {
-    let rw = std::fs::OpenOptions::new().read(true).write(true).open(path);
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
     let (file, locks) = match (rw, access) {
         (Ok(f), _) => (f, true),
         (Err(e), Access::ReadOnly)
@@ -268,10 +271,7 @@ fn file_backend(path: &Path, access: Access) -> Result<(redb::backends::FileBack
 
 /// Opens `path` as a database whose every committed page passed redb's integrity check,
 /// through a view of `mode`. Nothing reaches the file unless the view is later armed.
-fn open_checked(
-    path: &Path,
-    access: Access,
-) -> Result<(Database, overlay::Control)> {
+fn open_checked(path: &Path, access: Access) -> Result<(Database, overlay::Control)> {
     guard_open(path, || {
         let (file, locks) = file_backend(path, access)?;
         let mode = match access {
@@ -349,8 +349,9 @@ impl Vault {
         let result = guard_open(path, || {
             let backend =
                 redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
-            let (view, control) = overlay::Overlay::new(Some(backend), overlay::Mode::Passthrough, true)
-                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+            let (view, control) =
+                overlay::Overlay::new(Some(backend), overlay::Mode::Passthrough, true)
+                    .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
             let db = redb::Builder::new()
                 .create_with_backend(view)
                 .map_err(|e| map_db_error(path, e))?;
@@ -480,8 +481,9 @@ impl Vault {
             Ok(db) => header_of(path, &db),
             Err(redb::DatabaseError::RepairAborted) => {
                 let (file, locks) = file_backend(path, Access::ReadOnly)?;
-                let (view, _control) = overlay::Overlay::new(Some(file), overlay::Mode::Memory, locks)
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let (view, _control) =
+                    overlay::Overlay::new(Some(file), overlay::Mode::Memory, locks)
+                        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
                 let db = redb::Builder::new()
                     .create_with_backend(view)
                     .map_err(|e| map_db_error(path, e))?;
@@ -1031,9 +1033,7 @@ macro_rules! read_api {
             key: &str,
             sealed: &Sealed,
         ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-            self.guard.run(|| {
-                self.ring.open(table, key, sealed)
-            })
+            self.guard.run(|| self.ring.open(table, key, sealed))
         }
 
         /// Seals `plain` for record `key` in `table` under the current term.
@@ -1275,9 +1275,8 @@ impl Tx {
     }
 
     pub fn remove_grant(&self, uid: u32) -> Result<bool> {
-        self.guard.run(|| {
-            Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some())
-        })
+        self.guard
+            .run(|| Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some()))
     }
 
     /// Stores an Apple signing key; `der` (if given) is sealed to this record.
@@ -1310,7 +1309,8 @@ mod tests {
         let pass = Secret::new("test passphrase");
         let v = Vault::init(&path, &pass, KdfParams::new(19, 2, 1).unwrap()).unwrap();
         let tx = v.write().unwrap();
-        tx.put_tenant("acme", &TenantRecord { created_at: 1 }).unwrap();
+        tx.put_tenant("acme", &TenantRecord { created_at: 1 })
+            .unwrap();
         tx.commit().unwrap();
         (path, pass)
     }
@@ -1324,11 +1324,13 @@ mod tests {
         let (path, pass) = vault(dir.path());
         let v = Vault::open(&path, &pass).unwrap();
         let tx = v.write().unwrap();
-        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
         tx.commit().unwrap(); // armed: this session writes straight to the file now
         let after_commit = std::fs::read(&path).unwrap();
         let tx = v.write().unwrap();
-        tx.put_tenant("gamma", &TenantRecord { created_at: 3 }).unwrap();
+        tx.put_tenant("gamma", &TenantRecord { created_at: 3 })
+            .unwrap();
         let r: Result<()> = v.guard.run(|| panic!("simulated storage-engine panic"));
         let e = r.unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
@@ -1343,7 +1345,14 @@ mod tests {
         );
         // the file is as the last good commit left it, and opens
         let v = Vault::open_read_only(&path, &pass).unwrap();
-        let names: Vec<String> = v.read().unwrap().tenants().unwrap().into_iter().map(|t| t.0).collect();
+        let names: Vec<String> = v
+            .read()
+            .unwrap()
+            .tenants()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         assert_eq!(names, ["acme", "beta"]);
     }
 
@@ -1370,17 +1379,25 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         let v = Vault::open(&path, &pass).unwrap();
         let tx = v.write().unwrap();
-        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
         drop(tx);
         drop(v);
-        assert!(std::fs::read(&path).unwrap() == before, "an uncommitted session wrote");
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "an uncommitted session wrote"
+        );
         let v = Vault::open(&path, &pass).unwrap();
         let tx = v.write().unwrap();
-        tx.put_tenant("beta", &TenantRecord { created_at: 2 }).unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
         tx.commit().unwrap();
         drop(v);
         assert!(std::fs::read(&path).unwrap() != before);
-        assert!(redb::ReadOnlyDatabase::open(&path).is_ok(), "closed cleanly");
+        assert!(
+            redb::ReadOnlyDatabase::open(&path).is_ok(),
+            "closed cleanly"
+        );
         let v = Vault::open_read_only(&path, &pass).unwrap();
         assert_eq!(v.read().unwrap().tenants().unwrap().len(), 2);
     }

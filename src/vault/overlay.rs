@@ -73,7 +73,11 @@ struct State {
 
 impl Overlay {
     /// A view of `file` (or of nothing) in `mode`. `locks` passes redb's locks to the file.
-    pub fn new(file: Option<FileBackend>, mode: Mode, locks: bool) -> io::Result<(Overlay, Control)> {
+    pub fn new(
+        file: Option<FileBackend>,
+        mode: Mode,
+        locks: bool,
+    ) -> io::Result<(Overlay, Control)> {
         let len = match &file {
             Some(f) => f.len()?,
             None => 0,

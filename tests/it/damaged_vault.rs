@@ -45,7 +45,10 @@ fn tokens_of(v: &Vault) -> tokenvault::Result<BTreeMap<String, String>> {
     let rx = v.read()?;
     let mut out = BTreeMap::new();
     for (k, rec) in rx.connections("")? {
-        out.insert(k.clone(), rx.secrets(&k, &rec)?.access_token.expose().to_owned());
+        out.insert(
+            k.clone(),
+            rx.secrets(&k, &rec)?.access_token.expose().to_owned(),
+        );
     }
     Ok(out)
 }
@@ -108,7 +111,10 @@ fn hot_offsets(path: &Path, keys: &[String]) -> Vec<usize> {
             pages.insert(at / 4096);
         }
     }
-    pages.iter().flat_map(|p| p * 4096..(p + 1) * 4096).collect()
+    pages
+        .iter()
+        .flat_map(|p| p * 4096..(p + 1) * 4096)
+        .collect()
 }
 
 fn code(out: &std::process::Output) -> Option<i32> {
@@ -277,7 +283,12 @@ fn random_flips_through_the_binary_never_exit_101() {
         let library = Vault::open_read_only(&tv.path, &pass).map(drop);
         for args in [vec!["list"], vec!["doctor"]] {
             let out = tv.cmd().args(&args).output().unwrap();
-            assert_ne!(code(&out), Some(101), "trial {n} {args:?}: {}", stderr(&out));
+            assert_ne!(
+                code(&out),
+                Some(101),
+                "trial {n} {args:?}: {}",
+                stderr(&out)
+            );
             assert!(code(&out).is_some(), "trial {n} {args:?}: killed");
             assert!(!stderr(&out).contains("internal error"), "{}", stderr(&out));
             assert!(
@@ -372,7 +383,12 @@ fn reads_and_refusals_change_no_byte() {
         let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table(CONNECTIONS).unwrap();
-            let raw = t.get("acme/spotify/user-000001").unwrap().unwrap().value().to_vec();
+            let raw = t
+                .get("acme/spotify/user-000001")
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
             let mut rec: ConnectionRecord = rmp_serde::from_slice(&raw).unwrap();
             rec.secrets.ct[0] ^= 1;
             t.insert(
@@ -480,23 +496,38 @@ fn doctor_names_damaged_records_and_its_salvage_restores_the_rest() {
     let salvage = tv.dir.path().join("salvage.age");
     let (c, v, err) = doctor_json(
         &tv,
-        &["--salvage", salvage.to_str().unwrap(), "--recipient", &recipient],
+        &[
+            "--salvage",
+            salvage.to_str().unwrap(),
+            "--recipient",
+            &recipient,
+        ],
     );
     assert_eq!(c, Some(1), "{v} {err}");
     assert_eq!(v["salvage"]["counts"]["connections"], 5, "{v}");
     assert_eq!(v["salvage"]["counts"]["clients"], 4, "{v}");
-    assert!(std::fs::read(&tv.path).unwrap() == before, "doctor wrote the vault");
+    assert!(
+        std::fs::read(&tv.path).unwrap() == before,
+        "doctor wrote the vault"
+    );
     // the salvage names the damaged vault as its source, as an export of it would
     assert_eq!(v["salvage"]["source_path"], tv.path.display().to_string());
 
     let fresh = restore_into_fresh(&salvage, &id_text);
-    let restored = tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap())
-        .unwrap();
+    let restored =
+        tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap()).unwrap();
     let mut expected = original.clone();
     expected.remove("acme/spotify/user-000002");
     assert_eq!(restored, expected);
-    let out = fresh.cmd().args(["get", "acme/spotify/user-000000"]).output().unwrap();
-    assert_eq!(stdout(&out), format!("{}\n", original["acme/spotify/user-000000"]));
+    let out = fresh
+        .cmd()
+        .args(["get", "acme/spotify/user-000000"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", original["acme/spotify/user-000000"])
+    );
     let (c, v, _) = doctor_json(&fresh, &[]);
     assert_eq!(c, Some(0), "the restored vault is healthy: {v}");
     // the salvage never overwrites the vault it reads
@@ -526,14 +557,23 @@ fn one_bad_page_costs_only_the_records_on_it() {
     }
     std::fs::write(&tv.path, &bytes).unwrap();
     let before = bytes;
-    let out = tv.cmd().args(["get", "acme/spotify/user-000000"]).output().unwrap();
+    let out = tv
+        .cmd()
+        .args(["get", "acme/spotify/user-000000"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
 
     let (_, id_text, recipient) = identity();
     let salvage = tv.dir.path().join("salvage.age");
     let (c, v, err) = doctor_json(
         &tv,
-        &["--salvage", salvage.to_str().unwrap(), "--recipient", &recipient],
+        &[
+            "--salvage",
+            salvage.to_str().unwrap(),
+            "--recipient",
+            &recipient,
+        ],
     );
     assert_eq!(c, Some(1), "{v} {err}");
     let conns = table(&v, "connections");
@@ -549,12 +589,15 @@ fn one_bad_page_costs_only_the_records_on_it() {
         .iter()
         .filter_map(|d| d["key"].as_str())
         .collect();
-    assert!(!named.is_empty(), "the due index names some lost records: {v}");
+    assert!(
+        !named.is_empty(),
+        "the due index names some lost records: {v}"
+    );
     assert!(std::fs::read(&tv.path).unwrap() == before);
 
     let fresh = restore_into_fresh(&salvage, &id_text);
-    let restored = tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap())
-        .unwrap();
+    let restored =
+        tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap()).unwrap();
     assert_eq!(restored.len() as u64, whole);
     assert!(!restored.contains_key(victim));
     for (k, t) in &restored {
@@ -582,22 +625,34 @@ fn a_damaged_file_left_needing_repair_is_still_salvaged() {
     for args in [vec!["list"], vec!["tenant", "add", "x"]] {
         let out = tv.cmd().args(&args).output().unwrap();
         assert_eq!(code(&out), Some(1), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("tokenvault doctor"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("tokenvault doctor"),
+            "{}",
+            stderr(&out)
+        );
         assert!(std::fs::read(&tv.path).unwrap() == bytes);
     }
     let (_, id_text, recipient) = identity();
     let salvage = tv.dir.path().join("salvage.age");
     let (c, v, err) = doctor_json(
         &tv,
-        &["--salvage", salvage.to_str().unwrap(), "--recipient", &recipient],
+        &[
+            "--salvage",
+            salvage.to_str().unwrap(),
+            "--recipient",
+            &recipient,
+        ],
     );
     assert_eq!(c, Some(1), "{v} {err}");
     assert_eq!(v["read_as"], "unchecked", "{v}");
     assert_eq!(table(&v, "connections")["whole"], 5, "{v}");
-    assert!(std::fs::read(&tv.path).unwrap() == bytes, "doctor wrote the vault");
+    assert!(
+        std::fs::read(&tv.path).unwrap() == bytes,
+        "doctor wrote the vault"
+    );
     let fresh = restore_into_fresh(&salvage, &id_text);
-    let restored = tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap())
-        .unwrap();
+    let restored =
+        tokens_of(&Vault::open_read_only(&fresh.path, &Secret::new(PASSPHRASE)).unwrap()).unwrap();
     assert_eq!(restored.len(), 5);
     for (k, t) in &restored {
         assert_eq!(original.get(k), Some(t), "{k}");
