@@ -658,3 +658,21 @@ fn a_damaged_file_left_needing_repair_is_still_salvaged() {
         assert_eq!(original.get(k), Some(t), "{k}");
     }
 }
+
+#[test]
+fn doctor_needs_the_file_and_a_daemon_holding_it_is_exit_3() {
+    let tv = TestVault::new();
+    build(&tv, 2);
+    let engine = tv.engine(); // holds the file open, as a daemon would
+    let before = std::fs::read(&tv.path).unwrap();
+    let out = tv.cmd().arg("doctor").output().unwrap();
+    assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in use by another process"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::read(&tv.path).unwrap() == before);
+    drop(engine);
+    tv.cmd().arg("doctor").assert().success();
+}
