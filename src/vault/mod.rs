@@ -19,9 +19,10 @@
 //!   `write` is refused. The file is not written, not even its header, whatever happens.
 //! - `Vault::open` (commands that change the vault, and the daemon): a deferred view. The
 //!   same bookkeeping is buffered until the session commits a change of its own
-//!   (`Tx::commit` arms the view, which writes what it buffered in redb's order and then
-//!   goes straight to the file). A command that refuses before it commits, or whose write
-//!   transaction is dropped, leaves the file byte-for-byte as it was.
+//!   (`Tx::commit` arms the view: what it buffered goes to the file with that commit,
+//!   under the commit's own sync, and then everything goes straight to the file). A
+//!   command that refuses before it commits, or whose write transaction is dropped, leaves
+//!   the file byte-for-byte as it was.
 //!
 //! A file that fails the integrity check is refused with `Error::Corrupt` (exit 1, "run
 //! `tokenvault doctor`") before the passphrase is even tried, so it is never written by an

@@ -11,9 +11,14 @@
 //!   read-only sessions, `doctor`, reading the header of a file left by a crash, and (with
 //!   no file beneath) a vault that lives only in memory.
 //! - `Mode::Deferred`: like `Memory` until the vault commits a change of its own
-//!   (`Control::arm`, called by `Tx::commit`); then the buffered writes are flushed in
-//!   redb's order (pages, sync, header block, sync) and everything after goes straight to
-//!   the file. A session that refuses before committing leaves the file untouched.
+//!   (`Control::arm`, called by `Tx::commit` just before redb's commit). At that commit's
+//!   first sync, the buffered writes and the commit's own go to the file together (pages
+//!   first, the header block last) under that one sync, and everything after goes straight
+//!   to the file. The buffered writes are only redb's open-time bookkeeping (the recovery
+//!   flag, the integrity check's repair commit of the same roots), so a crash in the middle
+//!   leaves what a crash in the middle of that commit would; and arming costs no extra sync,
+//!   which keeps the window between a provider's rotation and its commit as it was. A
+//!   session that refuses before committing leaves the file untouched.
 //! - `Mode::Passthrough`: straight to the file (a vault just created by `init`).
 //!
 //! `Control::freeze` makes every later write, resize and sync fail: a session that met
@@ -69,6 +74,8 @@ struct State {
     /// Bytes of the file at or beyond this offset are not visible (the view was shrunk).
     base_len: u64,
     blocks: BTreeMap<u64, Box<[u8]>>,
+    /// A deferred view whose next sync writes the buffer out (see `Control::arm`).
+    armed: bool,
 }
 
 impl Overlay {
@@ -98,6 +105,7 @@ impl Overlay {
                 len,
                 base_len: len,
                 blocks: BTreeMap::new(),
+                armed: false,
             }),
         });
         Ok((Overlay(inner.clone()), Control(inner)))
@@ -148,9 +156,9 @@ impl Inner {
         Ok(buf)
     }
 
-    /// Writes the buffered view to the file in redb's order and switches to passthrough.
-    /// On failure the view is frozen: the file may hold part of the buffered pages, never a
-    /// header that points at pages it does not hold.
+    /// Writes the buffered view to the file (pages, then the header block), syncs once, and
+    /// switches to passthrough. On failure the view is frozen: the file then holds part of
+    /// what redb wrote before this sync, as after a crash in the middle of a commit.
     fn flush(&self, st: &mut State) -> io::Result<()> {
         let file = self.file()?;
         let result = (|| {
@@ -170,15 +178,13 @@ impl Inner {
                     file.write(b * BLOCK, &block[..n])?;
                 }
             }
-            file.sync_data()?;
             if let Some(block) = st.blocks.get(&0) {
                 let n = clip(0, block);
                 if n > 0 {
                     file.write(0, &block[..n])?;
                 }
-                file.sync_data()?;
             }
-            Ok(())
+            file.sync_data()
         })();
         match result {
             Ok(()) => {
@@ -197,18 +203,19 @@ impl Inner {
 }
 
 impl Control {
-    /// Called before the vault commits a change: a deferred view writes what it buffered
-    /// and goes straight to the file from now on. A memory view stays in memory.
+    /// Called before the vault commits a change: a deferred view writes what it buffered,
+    /// with the commit's writes, at the commit's first sync, and goes straight to the file
+    /// from then on. A memory view stays in memory.
     pub fn arm(&self) -> io::Result<()> {
         self.0.check_writable()?;
         if self.0.direct() {
             return Ok(());
         }
         let mut st = self.0.lock();
-        match st.mode {
-            Mode::Memory | Mode::Passthrough => Ok(()),
-            Mode::Deferred => self.0.flush(&mut st),
+        if st.mode == Mode::Deferred {
+            st.armed = true;
         }
+        Ok(())
     }
 
     /// No write, resize or sync reaches the file any more.
@@ -295,8 +302,16 @@ impl StorageBackend for Overlay {
         if self.0.direct() {
             return self.0.file()?.sync_data();
         }
-        // Buffered writes have nowhere to be synced to until the view is armed.
-        Ok(())
+        let mut st = self.0.lock();
+        match st.mode {
+            Mode::Deferred if st.armed => self.0.flush(&mut st),
+            Mode::Passthrough => {
+                drop(st);
+                self.0.file()?.sync_data()
+            }
+            // Buffered writes have nowhere to be synced to until the view is armed.
+            _ => Ok(()),
+        }
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -437,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deferred_view_writes_only_once_armed_and_then_exactly_its_view() {
+    fn a_deferred_view_writes_only_at_a_sync_once_armed_and_then_exactly_its_view() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         let original: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
@@ -452,6 +467,12 @@ mod tests {
         let mut view = vec![0u8; 3 * 4096 + 7];
         o.read(0, &mut view).unwrap();
         c.arm().unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            original,
+            "nothing before the next sync"
+        );
+        o.sync_data().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), view, "the file is the view");
         assert!(c.wrote());
         // straight through from now on
