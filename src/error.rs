@@ -43,7 +43,9 @@ pub enum Error {
     )]
     VaultExists { path: PathBuf },
 
-    #[error("vault {path} is not a readable tokenvault file ({reason}): restore it from a backup")]
+    #[error(
+        "vault {path} is not a readable tokenvault file ({reason}); nothing was written to it: run `tokenvault doctor` to see what is damaged and `tokenvault doctor --salvage FILE --recipient AGE_RECIPIENT` to save every record that still opens, or restore it from a backup"
+    )]
     Corrupt { path: PathBuf, reason: String },
 
     #[error(
@@ -56,7 +58,7 @@ pub enum Error {
     },
 
     #[error(
-        "the record {table}/{key} failed its integrity check (tampered, corrupted, or moved from another record): restore it from a backup or remove and re-import it"
+        "the record {table}/{key} failed its integrity check (tampered, corrupted, or moved from another record): restore it from a backup or remove and re-import it (`tokenvault doctor` lists every damaged record)"
     )]
     Integrity { table: &'static str, key: String },
 

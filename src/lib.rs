@@ -26,6 +26,8 @@
 //!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
+//! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
+//!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
 //! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
 //!
@@ -51,6 +53,7 @@ pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod metrics;

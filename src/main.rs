@@ -43,6 +43,11 @@ fn init_logging(format: LogFormat, verbose: u8, serve: bool) {
 fn main() -> ExitCode {
     // A panic message could quote data; print only where it happened.
     std::panic::set_hook(Box::new(|info| {
+        // A panic the vault's guard catches (redb on damaged data) becomes the
+        // damaged-vault error and exit 1; printing it here would only confuse.
+        if tokenvault::vault::panic_is_caught() {
+            return;
+        }
         let at = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))

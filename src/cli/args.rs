@@ -379,6 +379,20 @@ pub enum Command {
         /// The connection to refresh over and over.
         connection: String,
     },
+    /// Check the vault file (storage integrity, every record, every sealed value); with
+    /// --salvage, write every record that still opens to an age backup. Never writes the
+    /// vault; exits 1 when something is damaged.
+    Doctor {
+        /// Write every record that still opens to this age backup (read by `backup restore`).
+        #[arg(long, value_name = "FILE", requires = "recipients")]
+        salvage: Option<std::path::PathBuf>,
+        /// An age recipient (age1…) of the salvage backup; repeat for several.
+        #[arg(long = "recipient", value_name = "AGE_RECIPIENT", requires = "salvage")]
+        recipients: Vec<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run an OAuth flow and store the resulting tokens.
     #[command(after_long_help = CONNECT_EXAMPLES)]
     Connect {

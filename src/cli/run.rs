@@ -353,6 +353,33 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
+        Command::Doctor {
+            salvage,
+            recipients,
+            json,
+        } => {
+            // Local only: doctor needs the file itself, never the daemon's answers.
+            let path = vault_path(&g);
+            if !path.exists() {
+                return Err(Error::NoVault { path });
+            }
+            let config = load_config(&g)?;
+            let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
+            let salvage = salvage.map(|file| crate::doctor::Salvage { file, recipients });
+            let out = crate::doctor::run(
+                &path,
+                &pass,
+                &config,
+                salvage.as_ref(),
+                crate::backup::stderr_is_terminal(),
+                chrono::Utc::now().timestamp(),
+            )?;
+            let mut stdout = std::io::stdout().lock();
+            crate::doctor::print(&mut stdout, &out, json)
+                .and_then(|_| stdout.flush())
+                .map_err(|e| Error::io("cannot write to stdout", e))?;
+            return Ok(crate::doctor::exit_code(&out));
+        }
         Command::Connect {
             connection,
             flow,
@@ -482,13 +509,46 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     }
     let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    let vault = Vault::open(&path, &pass)?;
+    // A command that only reads opens the file read-only: nothing it does reaches the file.
+    let access = if reads_only(&req) {
+        crate::vault::Access::ReadOnly
+    } else {
+        crate::vault::Access::ReadWrite
+    };
+    let vault = Vault::open_as(&path, &pass, access)?;
     drop(pass);
     let engine = Engine::new(vault);
     engine.set_config(config);
     let result = engine.handle(&local_caller(), req).await;
-    engine.flush_audit()?;
+    // Hand-outs are audited only when the command succeeded: a refused command (a record
+    // that fails its integrity check, say) writes nothing to the file.
+    if result.is_ok() {
+        engine.flush_audit()?;
+    }
     result
+}
+
+/// Requests that never change the vault (and record no audit): opened read-only. `get`
+/// and `backup export` are not among them: they record who took what (SPEC §9), and `get`
+/// may refresh.
+fn reads_only(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Hello
+            | Request::Status
+            | Request::TenantList
+            | Request::TenantKeyList { .. }
+            | Request::TenantGrantList { .. }
+            | Request::ClientList { .. }
+            | Request::List { .. }
+            | Request::Show { .. }
+            | Request::Audit { .. }
+            | Request::ProviderList
+            | Request::ProviderShow { .. }
+            | Request::AppleKeyList { .. }
+            | Request::Metrics
+            | Request::DaemonInfo
+    )
 }
 
 fn absolute(p: &std::path::Path) -> Result<String> {

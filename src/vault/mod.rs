@@ -2,22 +2,47 @@
 //! passphrase (SPEC §4).
 //!
 //! Owns: opening, creating, unlocking, the format version and migrations, the keyring in
-//! memory, and typed access to records (`Tx`). Must not: know about providers, HTTP, the
+//! memory, typed access to records (`Tx`), and the guard that keeps a damaged file from
+//! panicking the process or being written. Must not: know about providers, HTTP, the
 //! socket, or callers; decide who may do what (that is the `Engine`).
 //!
-//! Opening never writes before the passphrase is proven: the file is first opened
-//! read-only, the header read and the keyring unwrapped; only then is it reopened for
-//! writing. A file left by a crash needs redb's repair before it can be read; its header
-//! is read through `overlay` (the repair's writes go to memory), and the real open repairs
-//! it only after the passphrase is proven. A wrong passphrase, a garbage or truncated file
-//! therefore leave the file byte-for-byte unchanged, crashed or not. redb may panic on some corrupt files instead of returning an
-//! error; those opens run under `catch_unwind` and report `Error::Corrupt`.
+//! # Opening, and what reaches the file
+//!
+//! Every session reads the file through `overlay`, a backend that decides when redb's
+//! writes reach it, and every open runs redb's integrity check (the checksum of every
+//! page of the committed trees, the allocator state rebuilt rather than trusted) before
+//! anything is read:
+//!
+//! - `Vault::open_read_only` (the CLI's `list`, `show`, `status`, `audit`, … and `doctor`):
+//!   a memory view. redb's own open and close bookkeeping, the repair of a file left by a
+//!   crash and the integrity check's repair commit land in memory and are thrown away;
+//!   `write` is refused. The file is not written, not even its header, whatever happens.
+//! - `Vault::open` (commands that change the vault, and the daemon): a deferred view. The
+//!   same bookkeeping is buffered until the session commits a change of its own
+//!   (`Tx::commit` arms the view: what it buffered goes to the file with that commit,
+//!   under the commit's own sync, and then everything goes straight to the file). A
+//!   command that refuses before it commits, or whose write transaction is dropped, leaves
+//!   the file byte-for-byte as it was.
+//!
+//! A file that fails the integrity check is refused with `Error::Corrupt` (exit 1, "run
+//! `tokenvault doctor`") before the passphrase is even tried, so it is never written by an
+//! ordinary command: the view was never armed. A wrong passphrase, a garbage, truncated or
+//! crashed file likewise change no byte.
+//!
+//! redb may panic on damaged data instead of returning an error (an integrity-checked file
+//! can still be damaged while a session holds it open). Every call into redb — opens, read
+//! and write transactions, every `Rx`/`Tx` method, iteration, commits — runs under
+//! `catch_unwind` (`Guard::run`). A caught panic poisons the session: its view is frozen
+//! (no write, resize or sync reaches the file any more, not even at close), every later
+//! call fails with `Error::Corrupt`, and the process goes on to print that message and exit
+//! 1. `panic_is_caught` tells the binary's panic hook to stay quiet meanwhile.
 //!
 //! Every write transaction commits with `Durability::Immediate` (redb's default): when
 //! `commit` returns, the change is on disk, fully or not at all.
 
 pub mod backup_files;
 pub mod crypto;
+pub mod doctor;
 mod overlay;
 pub mod records;
 pub mod schema;
@@ -30,9 +55,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use schema::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use crypto::{DEFAULT_ITERATIONS, DEFAULT_MEMORY_MIB, DEFAULT_PARALLELISM};
@@ -49,10 +75,99 @@ fn decode<T: DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> 
     })
 }
 
+thread_local! {
+    /// How many `catch_unwind` guards of this module the current thread is inside.
+    static CATCHING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True while the current thread runs inside a vault guard: a panic now is caught and
+/// reported as a damaged vault, so a panic hook should print nothing.
+pub fn panic_is_caught() -> bool {
+    CATCHING.with(|c| c.get() > 0)
+}
+
+/// Runs `f`, turning a panic into `Err(())`.
+fn catching<T>(f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get().saturating_sub(1)));
+    r.map_err(|_| ())
+}
+
+/// What redb's panic on this file means to a user.
+const PANICKED: &str = "the storage engine failed on damaged data";
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs an open of `path` under `catch_unwind`; what it built is dropped by the unwind
+/// (a memory or unarmed view: nothing reaches the file).
+fn guard_open<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catching(f).unwrap_or_else(|()| Err(corrupt(path, PANICKED)))
+}
+
+/// The session's guard, shared by the vault and its transactions: catches redb's panics
+/// and, after one, keeps the session from reading or writing anything more.
+#[derive(Debug)]
+struct Guard {
+    path: PathBuf,
+    control: overlay::Control,
+    poisoned: AtomicBool,
+}
+
+impl Guard {
+    fn new(path: &Path, control: overlay::Control) -> Arc<Guard> {
+        Arc::new(Guard {
+            path: path.to_owned(),
+            control,
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    fn damaged(&self) -> Error {
+        corrupt(
+            &self.path,
+            format!("{PANICKED}; this session stopped and wrote nothing more"),
+        )
+    }
+
+    fn run<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.damaged());
+        }
+        match catching(f) {
+            Ok(r) => r,
+            Err(()) => {
+                self.poisoned.store(true, Ordering::Release);
+                self.control.freeze();
+                tracing::error!(
+                    "the storage engine panicked on damaged data; the vault session is stopped and writes nothing more"
+                );
+                Err(self.damaged())
+            }
+        }
+    }
+}
+
+/// How a session may use the file; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only: redb's bookkeeping stays in memory and `write` is refused.
+    ReadOnly,
+    /// Writes reach the file from the first commit on.
+    ReadWrite,
+}
+
 /// An unlocked vault.
 pub struct Vault {
     db: Database,
     path: PathBuf,
+    access: Access,
+    guard: Arc<Guard>,
     keyring: RwLock<Arc<Keyring>>,
     /// Kept while unlocked so `rekey` can wrap a new keyring without asking again. It can
     /// do nothing the keyring in memory cannot already do.
@@ -90,7 +205,10 @@ const TOKEN_CACHE_MAX: usize = 200_000;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("path", &self.path).finish()
+        f.debug_struct("Vault")
+            .field("path", &self.path)
+            .field("access", &self.access)
+            .finish()
     }
 }
 
@@ -114,25 +232,93 @@ fn map_db_error(path: &Path, e: redb::DatabaseError) -> Error {
                 path: path.to_owned(),
             }
         }
-        redb::DatabaseError::UpgradeRequired(v) => Error::Corrupt {
-            path: path.to_owned(),
-            reason: format!("redb file format {v} needs an upgrade"),
-        },
-        other => Error::Corrupt {
-            path: path.to_owned(),
-            reason: other.to_string(),
-        },
+        redb::DatabaseError::UpgradeRequired(v) => {
+            corrupt(path, format!("redb file format {v} needs an upgrade"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => corrupt(
+            path,
+            format!("it failed the storage engine's integrity check: {why}"),
+        ),
+        other => corrupt(path, other.to_string()),
     }
 }
 
-fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(_) => Err(Error::Corrupt {
+/// The file under `path` as a redb backend, for `access`.
+///
+/// A read-only session still opens the file for writing when it may, only so that redb's
+/// locks (which need a writable descriptor) keep a daemon out while it reads; the view
+/// never writes through it. A file this user may only read is read without locks.
+fn file_backend(path: &Path, access: Access) -> Result<(redb::backends::FileBackend, bool)> {
+    let rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
+    let (file, locks) = match (rw, access) {
+        (Ok(f), _) => (f, true),
+        (Err(e), Access::ReadOnly)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            let f = std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            (f, false)
+        }
+        (Err(e), _) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+    };
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
+    Ok((backend, locks))
+}
+
+/// Opens `path` as a database whose every committed page passed redb's integrity check,
+/// through a view of `mode`. Nothing reaches the file unless the view is later armed.
+fn open_checked(path: &Path, access: Access) -> Result<(Database, overlay::Control)> {
+    guard_open(path, || {
+        let (file, locks) = file_backend(path, access)?;
+        let mode = match access {
+            Access::ReadOnly => overlay::Mode::Memory,
+            Access::ReadWrite => overlay::Mode::Deferred,
+        };
+        let (view, control) = overlay::Overlay::new(Some(file), mode, locks)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if redb::StorageBackend::len(&view).unwrap_or(0) == 0 {
+            return Err(corrupt(path, "the file is empty"));
+        }
+        let db = redb::Builder::new()
+            .set_check_integrity_on_open(true)
+            .create_with_backend(view)
+            .map_err(|e| map_db_error(path, e))?;
+        Ok((db, control))
+    })
+}
+
+/// Format version and header from the META table of an open database.
+fn header_of(path: &Path, db: &impl ReadableDatabase) -> Result<(u32, Header)> {
+    let bad = |reason: &str| corrupt(path, reason);
+    let txn = db.begin_read().map_err(|e| bad(&e.to_string()))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(|_| bad("it has no tokenvault header"))?;
+    let format = meta
+        .get("format_version")
+        .map_err(|e| bad(&e.to_string()))?
+        .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| bad("format version missing"))?;
+    if format > FORMAT_VERSION {
+        return Err(Error::TooNew {
             path: path.to_owned(),
-            reason: "the storage engine could not parse it".into(),
-        }),
+            found: format,
+            supported: FORMAT_VERSION,
+        });
     }
+    let header: Header = meta
+        .get("header")
+        .map_err(|e| bad(&e.to_string()))?
+        .and_then(|g| rmp_serde::from_slice(g.value()).ok())
+        .ok_or_else(|| bad("header missing or unreadable"))?;
+    Ok((format, header))
 }
 
 fn now() -> i64 {
@@ -162,11 +348,14 @@ impl Vault {
                 },
                 _ => Error::io(format!("cannot create {}", path.display()), e),
             })?;
-        let result = (|| {
+        let result = guard_open(path, || {
             let backend =
                 redb::backends::FileBackend::new(file).map_err(|e| map_db_error(path, e))?;
+            let (view, control) =
+                overlay::Overlay::new(Some(backend), overlay::Mode::Passthrough, true)
+                    .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
             let db = redb::Builder::new()
-                .create_with_backend(backend)
+                .create_with_backend(view)
                 .map_err(|e| map_db_error(path, e))?;
             let kek = kdf.derive(passphrase.expose().as_bytes())?;
             let ring = Keyring::generate(FORMAT_VERSION);
@@ -177,31 +366,18 @@ impl Vault {
                 passphrase_changed_at: None,
                 rekeyed_at: None,
             };
-            let txn = db.begin_write()?;
-            {
-                let mut meta = txn.open_table(META)?;
-                meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
-                meta.insert("header", encode(&header).as_slice())?;
-                // Create every table so read transactions never meet a missing one.
-                txn.open_table(TENANTS)?;
-                txn.open_table(CLIENTS)?;
-                txn.open_table(CONNECTIONS)?;
-                txn.open_table(DUE)?;
-                txn.open_table(AUDIT)?;
-                txn.open_table(TENANT_KEYS)?;
-                txn.open_table(GRANTS)?;
-                txn.open_table(APPLE_KEYS)?;
-            }
-            txn.commit()?;
+            Self::create_tables(&db, &header)?;
             Ok(Vault {
                 db,
                 path: path.to_owned(),
+                access: Access::ReadWrite,
+                guard: Guard::new(path, control),
                 keyring: RwLock::new(Arc::new(ring)),
                 kek: RwLock::new(kek),
                 header: RwLock::new(header),
                 cache: Arc::default(),
             })
-        })();
+        });
         if result.is_err() {
             // Leave nothing half-made behind: the file is ours, created above.
             let _ = std::fs::remove_file(path);
@@ -209,113 +385,140 @@ impl Vault {
         result
     }
 
-    /// Opens and unlocks the vault at `path`.
+    /// Writes the META records and creates every table, so read transactions never meet a
+    /// missing one.
+    fn create_tables(db: &Database, header: &Header) -> Result<()> {
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
+            meta.insert("header", encode(header).as_slice())?;
+            txn.open_table(TENANTS)?;
+            txn.open_table(CLIENTS)?;
+            txn.open_table(CONNECTIONS)?;
+            txn.open_table(DUE)?;
+            txn.open_table(AUDIT)?;
+            txn.open_table(TENANT_KEYS)?;
+            txn.open_table(GRANTS)?;
+            txn.open_table(APPLE_KEYS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A vault that lives only in memory, with the keyring and header given: `doctor`
+    /// copies what still opens into one to write a salvage backup. `path` is only the name
+    /// it reports (the vault it was salvaged from).
+    pub(crate) fn in_memory(path: &Path, ring: Keyring, kek: Kek, header: Header) -> Result<Vault> {
+        guard_open(path, || {
+            let (view, control) = overlay::Overlay::new(None, overlay::Mode::Memory, false)
+                .map_err(|e| Error::io("cannot make a vault in memory", e))?;
+            let db = redb::Builder::new()
+                .create_with_backend(view)
+                .map_err(|e| map_db_error(path, e))?;
+            Self::create_tables(&db, &header)?;
+            Ok(Vault {
+                db,
+                path: path.to_owned(),
+                access: Access::ReadWrite,
+                guard: Guard::new(path, control),
+                keyring: RwLock::new(Arc::new(ring)),
+                kek: RwLock::new(kek),
+                header: RwLock::new(header),
+                cache: Arc::default(),
+            })
+        })
+    }
+
+    /// Opens and unlocks the vault at `path` for a session that may change it. Nothing
+    /// reaches the file before the first commit; see the module documentation.
     pub fn open(path: &Path, passphrase: &Secret) -> Result<Vault> {
+        Self::open_as(path, passphrase, Access::ReadWrite)
+    }
+
+    /// Opens and unlocks the vault at `path` for reading only: no byte of the file is
+    /// written, whatever the session does or meets.
+    pub fn open_read_only(path: &Path, passphrase: &Secret) -> Result<Vault> {
+        Self::open_as(path, passphrase, Access::ReadOnly)
+    }
+
+    /// Opens and unlocks the vault at `path` with `access`.
+    pub fn open_as(path: &Path, passphrase: &Secret, access: Access) -> Result<Vault> {
         if !path.exists() {
             return Err(Error::NoVault {
                 path: path.to_owned(),
             });
         }
-        let (format, header) = Self::read_header(path)?;
+        let (db, control) = open_checked(path, access)?;
+        let guard = Guard::new(path, control);
+        let (format, header) = guard.run(|| header_of(path, &db))?;
         let kek = header.kdf.derive(passphrase.expose().as_bytes())?;
         let ring = Keyring::unwrap(&kek, &header.keyring, format).ok_or_else(|| {
             Error::WrongPassphrase {
                 path: path.to_owned(),
             }
         })?;
-        let db = guard(path, || {
-            redb::Builder::new()
-                .open(path)
-                .map_err(|e| map_db_error(path, e))
-        })?;
         let vault = Vault {
             db,
             path: path.to_owned(),
+            access,
+            guard,
             keyring: RwLock::new(Arc::new(ring)),
             kek: RwLock::new(kek),
             header: RwLock::new(header),
             cache: Arc::default(),
         };
         if format < FORMAT_VERSION {
+            // A read-only session migrates its memory view only.
             vault.migrate(format)?;
         }
         Ok(vault)
     }
 
-    /// Reads format version and header without opening the file for writing.
+    /// Reads format version and header without writing the file (no integrity check, no
+    /// passphrase). A file left by a crash is read through a memory view, since redb
+    /// refuses to open one read-only.
     pub fn read_header(path: &Path) -> Result<(u32, Header)> {
-        guard(path, || {
-            let corrupt = |reason: &str| Error::Corrupt {
-                path: path.to_owned(),
-                reason: reason.to_owned(),
-            };
-            // Declared before the transaction: a database must outlive its read transaction
-            // (dropping it closes it under the transaction).
-            let (ro, repaired_view);
-            let txn = match redb::ReadOnlyDatabase::open(path) {
-                Ok(db) => {
-                    ro = db;
-                    ro.begin_read()
-                }
-                Err(redb::DatabaseError::RepairAborted) => {
-                    // Not closed cleanly (a crash). Repair needs writes; make them to a
-                    // copy-on-write view in memory so that nothing reaches the file before
-                    // the passphrase is proven. `open` repairs the file itself afterwards.
-                    let file = std::fs::File::open(path)
+        guard_open(path, || match redb::ReadOnlyDatabase::open(path) {
+            Ok(db) => header_of(path, &db),
+            Err(redb::DatabaseError::RepairAborted) => {
+                let (file, locks) = file_backend(path, Access::ReadOnly)?;
+                let (view, _control) =
+                    overlay::Overlay::new(Some(file), overlay::Mode::Memory, locks)
                         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                    let view = overlay::Overlay::new(file)
-                        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                    repaired_view = redb::Builder::new()
-                        .create_with_backend(view)
-                        .map_err(|e| map_db_error(path, e))?;
-                    repaired_view.begin_read()
-                }
-                Err(e) => return Err(map_db_error(path, e)),
+                let db = redb::Builder::new()
+                    .create_with_backend(view)
+                    .map_err(|e| map_db_error(path, e))?;
+                header_of(path, &db)
             }
-            .map_err(|e| corrupt(&e.to_string()))?;
-            let meta = txn
-                .open_table(META)
-                .map_err(|_| corrupt("it has no tokenvault header"))?;
-            let format = meta
-                .get("format_version")
-                .map_err(|e| corrupt(&e.to_string()))?
-                .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| corrupt("format version missing"))?;
-            if format > FORMAT_VERSION {
-                return Err(Error::TooNew {
-                    path: path.to_owned(),
-                    found: format,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            let header: Header = meta
-                .get("header")
-                .map_err(|e| corrupt(&e.to_string()))?
-                .and_then(|g| rmp_serde::from_slice(g.value()).ok())
-                .ok_or_else(|| corrupt("header missing or unreadable"))?;
-            Ok((format, header))
+            Err(e) => Err(map_db_error(path, e)),
         })
     }
 
     /// Upgrades an older file layout in one transaction. Format 1 is the first; each
     /// future bump adds a step `n → n+1` here, and a fixture of the old file in `fixtures/`.
     fn migrate(&self, from: u32) -> Result<()> {
-        let tx = self.write()?;
+        let tx = self.begin_write(redb::Durability::Immediate)?;
         #[allow(clippy::match_single_binding)]
         match from {
             // no older formats exist yet
             _ => {}
         }
-        {
+        tx.guard.clone().run(|| {
             let mut meta = tx.txn.open_table(META)?;
             meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
-        }
+            Ok(())
+        })?;
         tx.commit()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How this session may use the file.
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     pub fn header(&self) -> Header {
@@ -380,35 +583,51 @@ impl Vault {
     }
 
     pub fn read(&self) -> Result<Rx> {
-        Ok(Rx {
-            txn: self.db.begin_read()?,
-            ring: self.ring(),
+        self.guard.run(|| {
+            Ok(Rx {
+                txn: self.db.begin_read()?,
+                ring: self.ring(),
+                guard: self.guard.clone(),
+            })
         })
     }
 
-    /// A durable write transaction. Dropped without `commit`, it changes nothing.
-    pub fn write(&self) -> Result<Tx> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::Immediate)?;
-        Ok(Tx {
-            txn,
-            ring: self.ring(),
-            cache: self.cache.clone(),
-            touched: RefCell::default(),
+    fn refuse_read_only(&self) -> Result<()> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(Error::Internal(
+                "this command opened the vault read-only and cannot change it; please report it"
+                    .into(),
+            )),
+        }
+    }
+
+    fn begin_write(&self, durability: redb::Durability) -> Result<Tx> {
+        self.guard.run(|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(durability)?;
+            Ok(Tx {
+                txn,
+                ring: self.ring(),
+                cache: self.cache.clone(),
+                touched: RefCell::default(),
+                guard: self.guard.clone(),
+            })
         })
+    }
+
+    /// A durable write transaction. Dropped without `commit`, it changes nothing (and
+    /// writes nothing).
+    pub fn write(&self) -> Result<Tx> {
+        self.refuse_read_only()?;
+        self.begin_write(redb::Durability::Immediate)
     }
 
     /// A write transaction that is not synced at commit; it becomes durable with the next
     /// durable commit. For audit records of token hand-outs (SPEC §9), never for tokens.
     pub fn write_lazy(&self) -> Result<Tx> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::None)?;
-        Ok(Tx {
-            txn,
-            ring: self.ring(),
-            cache: self.cache.clone(),
-            touched: RefCell::default(),
-        })
+        self.refuse_read_only()?;
+        self.begin_write(redb::Durability::None)
     }
 
     /// Changes the passphrase: a new salt, a new KEK, the same keyring rewrapped. Writes
@@ -444,11 +663,11 @@ impl Vault {
         let term = next.add_term();
         next.retain_current();
         let next = Arc::new(next);
-        let mut count = 0usize;
-        let txn = self.db.begin_write()?;
-        {
-            count += reseal_table(
-                &txn,
+        let tx = self.write()?;
+        let count = tx.guard.clone().run(|| {
+            let txn = &tx.txn;
+            let mut count = reseal_table(
+                txn,
                 CLIENTS,
                 names::CLIENTS,
                 &old,
@@ -456,7 +675,7 @@ impl Vault {
                 |r: &mut ClientRecord| r.secret.as_mut().into_iter().collect(),
             )?;
             count += reseal_table(
-                &txn,
+                txn,
                 CONNECTIONS,
                 names::CONNECTIONS,
                 &old,
@@ -464,7 +683,7 @@ impl Vault {
                 |r: &mut ConnectionRecord| vec![&mut r.secrets],
             )?;
             count += reseal_table(
-                &txn,
+                txn,
                 APPLE_KEYS,
                 names::APPLE_KEYS,
                 &old,
@@ -479,8 +698,9 @@ impl Vault {
             header.rekeyed_at = Some(now());
             let mut meta = txn.open_table(META)?;
             meta.insert("header", encode(&header).as_slice())?;
-        }
-        txn.commit()?;
+            Ok(count)
+        })?;
+        tx.commit()?;
         self.cache_clear();
         drop(kek);
         *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = next;
@@ -490,19 +710,22 @@ impl Vault {
 
     /// Counts per table, for `status` and backups.
     pub fn table_counts(&self) -> Result<Vec<(&'static str, u64)>> {
-        let r = self.db.begin_read()?;
-        Ok(vec![
-            ("tenants", r.open_table(TENANTS)?.len()?),
-            ("clients", r.open_table(CLIENTS)?.len()?),
-            ("connections", r.open_table(CONNECTIONS)?.len()?),
-            ("audit", r.open_table(AUDIT)?.len()?),
-            ("tenant_keys", r.open_table(TENANT_KEYS)?.len()?),
-            ("grants", r.open_table(GRANTS)?.len()?),
-            ("apple_keys", r.open_table(APPLE_KEYS)?.len()?),
-        ])
+        self.guard.run(|| {
+            let r = self.db.begin_read()?;
+            Ok(vec![
+                ("tenants", r.open_table(TENANTS)?.len()?),
+                ("clients", r.open_table(CLIENTS)?.len()?),
+                ("connections", r.open_table(CONNECTIONS)?.len()?),
+                ("audit", r.open_table(AUDIT)?.len()?),
+                ("tenant_keys", r.open_table(TENANT_KEYS)?.len()?),
+                ("grants", r.open_table(GRANTS)?.len()?),
+                ("apple_keys", r.open_table(APPLE_KEYS)?.len()?),
+            ])
+        })
     }
 
-    /// The raw redb handle, for backup and benchmarks. Writes through it bypass sealing.
+    /// The raw redb handle, for benchmarks. Writes through it bypass sealing, the guard,
+    /// and (in a read-only session) reach only memory.
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -546,56 +769,64 @@ where
 macro_rules! read_api {
     () => {
         pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>> {
-            let t = self.txn.open_table(TENANTS)?;
-            let v = t.get(name)?;
-            v.map(|g| decode("tenants", name, g.value())).transpose()
+            self.guard.run(|| {
+                let t = self.txn.open_table(TENANTS)?;
+                let v = t.get(name)?;
+                v.map(|g| decode("tenants", name, g.value())).transpose()
+            })
         }
 
         pub fn tenants(&self) -> Result<Vec<(String, TenantRecord)>> {
-            let t = self.txn.open_table(TENANTS)?;
-            let mut out = Vec::new();
-            for e in t.iter()? {
-                let (k, v) = e?;
-                out.push((
-                    k.value().to_owned(),
-                    decode("tenants", k.value(), v.value())?,
-                ));
-            }
-            Ok(out)
+            self.guard.run(|| {
+                let t = self.txn.open_table(TENANTS)?;
+                let mut out = Vec::new();
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    out.push((
+                        k.value().to_owned(),
+                        decode("tenants", k.value(), v.value())?,
+                    ));
+                }
+                Ok(out)
+            })
         }
 
         pub fn client(&self, tenant: &str, provider: &str) -> Result<Option<ClientRecord>> {
-            let key = format!("{tenant}/{provider}");
-            let t = self.txn.open_table(CLIENTS)?;
-            let v = t.get(key.as_str())?;
-            v.map(|g| decode("clients", &key, g.value())).transpose()
+            self.guard.run(|| {
+                let key = format!("{tenant}/{provider}");
+                let t = self.txn.open_table(CLIENTS)?;
+                let v = t.get(key.as_str())?;
+                v.map(|g| decode("clients", &key, g.value())).transpose()
+            })
         }
 
         /// Clients of one tenant (or all), as (tenant, provider, record).
         pub fn clients(&self, tenant: Option<&str>) -> Result<Vec<(String, String, ClientRecord)>> {
-            let t = self.txn.open_table(CLIENTS)?;
-            let mut out = Vec::new();
-            let prefix = tenant.map(|t| format!("{t}/"));
-            let iter = match &prefix {
-                Some(p) => t.range::<&str>(p.as_str()..)?,
-                None => t.iter()?,
-            };
-            for e in iter {
-                let (k, v) = e?;
-                let key = k.value();
-                if let Some(p) = &prefix {
-                    if !key.starts_with(p.as_str()) {
-                        break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(CLIENTS)?;
+                let mut out = Vec::new();
+                let prefix = tenant.map(|t| format!("{t}/"));
+                let iter = match &prefix {
+                    Some(p) => t.range::<&str>(p.as_str()..)?,
+                    None => t.iter()?,
+                };
+                for e in iter {
+                    let (k, v) = e?;
+                    let key = k.value();
+                    if let Some(p) = &prefix {
+                        if !key.starts_with(p.as_str()) {
+                            break;
+                        }
                     }
+                    let (tn, pn) = key.split_once('/').unwrap_or((key, ""));
+                    out.push((
+                        tn.to_owned(),
+                        pn.to_owned(),
+                        decode("clients", key, v.value())?,
+                    ));
                 }
-                let (tn, pn) = key.split_once('/').unwrap_or((key, ""));
-                out.push((
-                    tn.to_owned(),
-                    pn.to_owned(),
-                    decode("clients", key, v.value())?,
-                ));
-            }
-            Ok(out)
+                Ok(out)
+            })
         }
 
         /// Opens a client's secret.
@@ -605,40 +836,48 @@ macro_rules! read_api {
             provider: &str,
             rec: &ClientRecord,
         ) -> Result<Option<Secret>> {
-            let key = format!("{tenant}/{provider}");
-            match &rec.secret {
-                None => Ok(None),
-                Some(s) => {
-                    let plain = self.ring.open(names::CLIENTS, &key, s)?;
-                    let s = std::str::from_utf8(&plain).map_err(|_| Error::Integrity {
-                        table: "clients",
-                        key: key.clone(),
-                    })?;
-                    Ok(Some(Secret::new(s)))
+            self.guard.run(|| {
+                let key = format!("{tenant}/{provider}");
+                match &rec.secret {
+                    None => Ok(None),
+                    Some(s) => {
+                        let plain = self.ring.open(names::CLIENTS, &key, s)?;
+                        let s = std::str::from_utf8(&plain).map_err(|_| Error::Integrity {
+                            table: "clients",
+                            key: key.clone(),
+                        })?;
+                        Ok(Some(Secret::new(s)))
+                    }
                 }
-            }
+            })
         }
 
         pub fn connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
-            let t = self.txn.open_table(CONNECTIONS)?;
-            let v = t.get(key)?;
-            v.map(|g| decode("connections", key, g.value())).transpose()
+            self.guard.run(|| {
+                let t = self.txn.open_table(CONNECTIONS)?;
+                let v = t.get(key)?;
+                v.map(|g| decode("connections", key, g.value())).transpose()
+            })
         }
 
         /// Opens a connection's tokens.
         pub fn secrets(&self, key: &str, rec: &ConnectionRecord) -> Result<TokenSecrets> {
-            let plain = self.ring.open(names::CONNECTIONS, key, &rec.secrets)?;
-            decode("connections", key, &plain)
+            self.guard.run(|| {
+                let plain = self.ring.open(names::CONNECTIONS, key, &rec.secrets)?;
+                decode("connections", key, &plain)
+            })
         }
 
         /// Connections whose key starts with `prefix` (`""` for all), in key order.
         pub fn connections(&self, prefix: &str) -> Result<Vec<(String, ConnectionRecord)>> {
-            let mut out = Vec::new();
-            self.for_each_connection(prefix, |k, r| {
-                out.push((k.to_owned(), r));
-                Ok(true)
-            })?;
-            Ok(out)
+            self.guard.run(|| {
+                let mut out = Vec::new();
+                self.for_each_connection(prefix, |k, r| {
+                    out.push((k.to_owned(), r));
+                    Ok(true)
+                })?;
+                Ok(out)
+            })
         }
 
         /// Streams connections under `prefix`; `f` returns false to stop.
@@ -647,61 +886,69 @@ macro_rules! read_api {
             prefix: &str,
             mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
         ) -> Result<()> {
-            let t = self.txn.open_table(CONNECTIONS)?;
-            for e in t.range::<&str>(prefix..)? {
-                let (k, v) = e?;
-                let key = k.value();
-                if !key.starts_with(prefix) {
-                    break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(CONNECTIONS)?;
+                for e in t.range::<&str>(prefix..)? {
+                    let (k, v) = e?;
+                    let key = k.value();
+                    if !key.starts_with(prefix) {
+                        break;
+                    }
+                    if !f(key, decode("connections", key, v.value())?)? {
+                        break;
+                    }
                 }
-                if !f(key, decode("connections", key, v.value())?)? {
-                    break;
-                }
-            }
-            Ok(())
+                Ok(())
+            })
         }
 
         /// The earliest entries of the due index, up to `limit`, with due time ≤ `until`.
         pub fn due(&self, until: i64, limit: usize) -> Result<Vec<(i64, String)>> {
-            let t = self.txn.open_table(DUE)?;
-            let mut out = Vec::new();
-            for e in t.iter()? {
-                let (k, _) = e?;
-                let (at, key) = k.value();
-                if at > until || out.len() >= limit {
-                    break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(DUE)?;
+                let mut out = Vec::new();
+                for e in t.iter()? {
+                    let (k, _) = e?;
+                    let (at, key) = k.value();
+                    if at > until || out.len() >= limit {
+                        break;
+                    }
+                    out.push((at, key.to_owned()));
                 }
-                out.push((at, key.to_owned()));
-            }
-            Ok(out)
+                Ok(out)
+            })
         }
 
         /// The earliest due time, if any connection is scheduled.
         pub fn next_due(&self) -> Result<Option<(i64, String)>> {
-            let t = self.txn.open_table(DUE)?;
-            let first = t.first()?;
-            Ok(first.map(|(k, _)| {
-                let (at, key) = k.value();
-                (at, key.to_owned())
-            }))
+            self.guard.run(|| {
+                let t = self.txn.open_table(DUE)?;
+                let first = t.first()?;
+                Ok(first.map(|(k, _)| {
+                    let (at, key) = k.value();
+                    (at, key.to_owned())
+                }))
+            })
         }
 
         /// Audit records after `since` (unix seconds), optionally of one tenant.
         pub fn audit(&self, tenant: Option<&str>, since: i64) -> Result<Vec<AuditRecord>> {
-            let t = self.txn.open_table(AUDIT)?;
-            let mut out = Vec::new();
-            for e in t.iter()?.rev() {
-                let (k, v) = e?;
-                let rec: AuditRecord = decode("audit", &k.value().to_string(), v.value())?;
-                if rec.at < since {
-                    break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(AUDIT)?;
+                let mut out = Vec::new();
+                for e in t.iter()?.rev() {
+                    let (k, v) = e?;
+                    let rec: AuditRecord = decode("audit", &k.value().to_string(), v.value())?;
+                    if rec.at < since {
+                        break;
+                    }
+                    if tenant.is_none() || rec.tenant.as_deref() == tenant {
+                        out.push(rec);
+                    }
                 }
-                if tenant.is_none() || rec.tenant.as_deref() == tenant {
-                    out.push(rec);
-                }
-            }
-            out.reverse();
-            Ok(out)
+                out.reverse();
+                Ok(out)
+            })
         }
 
         /// Streams every audit record, oldest first; `f` returns false to stop. (Backups.)
@@ -709,64 +956,76 @@ macro_rules! read_api {
             &self,
             mut f: impl FnMut(u64, AuditRecord) -> Result<bool>,
         ) -> Result<()> {
-            let t = self.txn.open_table(AUDIT)?;
-            for e in t.iter()? {
-                let (k, v) = e?;
-                let seq = k.value();
-                if !f(seq, decode("audit", &seq.to_string(), v.value())?)? {
-                    break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(AUDIT)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let seq = k.value();
+                    if !f(seq, decode("audit", &seq.to_string(), v.value())?)? {
+                        break;
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         }
 
         pub fn tenant_key(&self, id: &str) -> Result<Option<TenantKeyRecord>> {
-            let t = self.txn.open_table(TENANT_KEYS)?;
-            let v = t.get(id)?;
-            v.map(|g| decode("tenant_keys", id, g.value())).transpose()
+            self.guard.run(|| {
+                let t = self.txn.open_table(TENANT_KEYS)?;
+                let v = t.get(id)?;
+                v.map(|g| decode("tenant_keys", id, g.value())).transpose()
+            })
         }
 
         pub fn tenant_keys(&self, tenant: Option<&str>) -> Result<Vec<(String, TenantKeyRecord)>> {
-            let t = self.txn.open_table(TENANT_KEYS)?;
-            let mut out = Vec::new();
-            for e in t.iter()? {
-                let (k, v) = e?;
-                let rec: TenantKeyRecord = decode("tenant_keys", k.value(), v.value())?;
-                if tenant.is_none_or(|t| t == rec.tenant) {
-                    out.push((k.value().to_owned(), rec));
+            self.guard.run(|| {
+                let t = self.txn.open_table(TENANT_KEYS)?;
+                let mut out = Vec::new();
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let rec: TenantKeyRecord = decode("tenant_keys", k.value(), v.value())?;
+                    if tenant.is_none_or(|t| t == rec.tenant) {
+                        out.push((k.value().to_owned(), rec));
+                    }
                 }
-            }
-            Ok(out)
+                Ok(out)
+            })
         }
 
         pub fn grant(&self, uid: u32) -> Result<Option<String>> {
-            let t = self.txn.open_table(GRANTS)?;
-            let v = t.get(uid)?;
-            Ok(v.map(|g| g.value().to_owned()))
+            self.guard.run(|| {
+                let t = self.txn.open_table(GRANTS)?;
+                let v = t.get(uid)?;
+                Ok(v.map(|g| g.value().to_owned()))
+            })
         }
 
         pub fn grants(&self) -> Result<Vec<(u32, String)>> {
-            let t = self.txn.open_table(GRANTS)?;
-            let mut out = Vec::new();
-            for e in t.iter()? {
-                let (k, v) = e?;
-                out.push((k.value(), v.value().to_owned()));
-            }
-            Ok(out)
+            self.guard.run(|| {
+                let t = self.txn.open_table(GRANTS)?;
+                let mut out = Vec::new();
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    out.push((k.value(), v.value().to_owned()));
+                }
+                Ok(out)
+            })
         }
 
         pub fn apple_keys(&self, tenant: &str) -> Result<Vec<AppleKeyRecord>> {
-            let t = self.txn.open_table(APPLE_KEYS)?;
-            let prefix = format!("{tenant}/");
-            let mut out = Vec::new();
-            for e in t.range::<&str>(prefix.as_str()..)? {
-                let (k, v) = e?;
-                if !k.value().starts_with(&prefix) {
-                    break;
+            self.guard.run(|| {
+                let t = self.txn.open_table(APPLE_KEYS)?;
+                let prefix = format!("{tenant}/");
+                let mut out = Vec::new();
+                for e in t.range::<&str>(prefix.as_str()..)? {
+                    let (k, v) = e?;
+                    if !k.value().starts_with(&prefix) {
+                        break;
+                    }
+                    out.push(decode("apple_keys", k.value(), v.value())?);
                 }
-                out.push(decode("apple_keys", k.value(), v.value())?);
-            }
-            Ok(out)
+                Ok(out)
+            })
         }
 
         /// Opens any sealed value of record `key` in `table` (one of `schema::names`).
@@ -776,7 +1035,7 @@ macro_rules! read_api {
             key: &str,
             sealed: &Sealed,
         ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-            self.ring.open(table, key, sealed)
+            self.guard.run(|| self.ring.open(table, key, sealed))
         }
 
         /// Seals `plain` for record `key` in `table` under the current term.
@@ -790,8 +1049,10 @@ macro_rules! read_api {
             tenant: &str,
             rec: &AppleKeyRecord,
         ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-            let key = format!("{tenant}/{}", rec.key_id);
-            self.ring.open(names::APPLE_KEYS, &key, &rec.private_key)
+            self.guard.run(|| {
+                let key = format!("{tenant}/{}", rec.key_id);
+                self.ring.open(names::APPLE_KEYS, &key, &rec.private_key)
+            })
         }
     };
 }
@@ -800,6 +1061,7 @@ macro_rules! read_api {
 pub struct Rx {
     txn: redb::ReadTransaction,
     ring: Arc<Keyring>,
+    guard: Arc<Guard>,
 }
 
 impl std::fmt::Debug for Rx {
@@ -819,6 +1081,7 @@ pub struct Tx {
     cache: Arc<Mutex<TokenCache>>,
     /// Connection keys written by this transaction, dropped from the cache at commit.
     touched: RefCell<Vec<String>>,
+    guard: Arc<Guard>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -831,10 +1094,28 @@ impl Tx {
     read_api!();
 
     /// Applies everything atomically; with `Durability::Immediate`, on disk when it returns.
+    /// The first commit of a session is also the first write that reaches the file (it
+    /// arms the session's view; see the module documentation).
     pub fn commit(self) -> Result<()> {
-        self.txn.commit()?;
-        let touched = self.touched.into_inner();
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let Tx {
+            txn,
+            cache,
+            touched,
+            guard,
+            ..
+        } = self;
+        guard.run(|| {
+            guard.control.arm().map_err(|e| {
+                Error::io(
+                    format!("cannot write the vault {}", guard.path.display()),
+                    e,
+                )
+            })?;
+            txn.commit()?;
+            Ok(())
+        })?;
+        let touched = touched.into_inner();
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
         c.generation += 1;
         for k in &touched {
             c.map.remove(k);
@@ -843,42 +1124,48 @@ impl Tx {
     }
 
     fn put_header(&self, header: &Header) -> Result<()> {
-        let mut meta = self.txn.open_table(META)?;
-        meta.insert("header", encode(header).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            let mut meta = self.txn.open_table(META)?;
+            meta.insert("header", encode(header).as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn put_tenant(&self, name: &str, rec: &TenantRecord) -> Result<()> {
-        self.txn
-            .open_table(TENANTS)?
-            .insert(name, encode(rec).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            self.txn
+                .open_table(TENANTS)?
+                .insert(name, encode(rec).as_slice())?;
+            Ok(())
+        })
     }
 
     /// Removes a tenant and everything it owns. Returns the number of connections removed.
     pub fn remove_tenant(&self, name: &str) -> Result<usize> {
-        let prefix = format!("{name}/");
-        let conns = self.connections(&prefix)?;
-        for (k, _) in &conns {
-            self.remove_connection(k)?;
-        }
-        for (_, p, _) in self.clients(Some(name))? {
-            self.remove_client(name, &p)?;
-        }
-        {
-            let mut keys = self.txn.open_table(TENANT_KEYS)?;
-            keys.retain(|_, v| {
-                rmp_serde::from_slice::<TenantKeyRecord>(v)
-                    .map(|r| r.tenant != name)
-                    .unwrap_or(true)
-            })?;
-            let mut grants = self.txn.open_table(GRANTS)?;
-            grants.retain(|_, t| t != name)?;
-            let mut apple = self.txn.open_table(APPLE_KEYS)?;
-            apple.retain(|k, _| !k.starts_with(&prefix))?;
-        }
-        self.txn.open_table(TENANTS)?.remove(name)?;
-        Ok(conns.len())
+        self.guard.run(|| {
+            let prefix = format!("{name}/");
+            let conns = self.connections(&prefix)?;
+            for (k, _) in &conns {
+                self.remove_connection(k)?;
+            }
+            for (_, p, _) in self.clients(Some(name))? {
+                self.remove_client(name, &p)?;
+            }
+            {
+                let mut keys = self.txn.open_table(TENANT_KEYS)?;
+                keys.retain(|_, v| {
+                    rmp_serde::from_slice::<TenantKeyRecord>(v)
+                        .map(|r| r.tenant != name)
+                        .unwrap_or(true)
+                })?;
+                let mut grants = self.txn.open_table(GRANTS)?;
+                grants.retain(|_, t| t != name)?;
+                let mut apple = self.txn.open_table(APPLE_KEYS)?;
+                apple.retain(|k, _| !k.starts_with(&prefix))?;
+            }
+            self.txn.open_table(TENANTS)?.remove(name)?;
+            Ok(conns.len())
+        })
     }
 
     /// Stores a client; `secret` (if given) is sealed to this record. `keep_secret` keeps
@@ -890,23 +1177,27 @@ impl Tx {
         mut rec: ClientRecord,
         secret: Option<&Secret>,
     ) -> Result<()> {
-        let key = format!("{tenant}/{provider}");
-        if let Some(s) = secret {
-            rec.secret = Some(self.ring.seal(names::CLIENTS, &key, s.expose().as_bytes()));
-        }
-        self.txn
-            .open_table(CLIENTS)?
-            .insert(key.as_str(), encode(&rec).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            let key = format!("{tenant}/{provider}");
+            if let Some(s) = secret {
+                rec.secret = Some(self.ring.seal(names::CLIENTS, &key, s.expose().as_bytes()));
+            }
+            self.txn
+                .open_table(CLIENTS)?
+                .insert(key.as_str(), encode(&rec).as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn remove_client(&self, tenant: &str, provider: &str) -> Result<bool> {
-        let key = format!("{tenant}/{provider}");
-        Ok(self
-            .txn
-            .open_table(CLIENTS)?
-            .remove(key.as_str())?
-            .is_some())
+        self.guard.run(|| {
+            let key = format!("{tenant}/{provider}");
+            Ok(self
+                .txn
+                .open_table(CLIENTS)?
+                .remove(key.as_str())?
+                .is_some())
+        })
     }
 
     /// Seals `secrets` into `rec` for record `key`.
@@ -923,60 +1214,71 @@ impl Tx {
 
     /// Stores a connection record and keeps the due index in step with `rec.due_at`.
     pub fn put_connection(&self, key: &str, rec: &ConnectionRecord) -> Result<()> {
-        self.touched.borrow_mut().push(key.to_owned());
-        let mut t = self.txn.open_table(CONNECTIONS)?;
-        let old_due = match t.insert(key, encode(rec).as_slice())? {
-            Some(old) => rmp_serde::from_slice::<ConnectionRecord>(old.value())
-                .ok()
-                .and_then(|o| o.due_at),
-            None => None,
-        };
-        if old_due != rec.due_at {
-            let mut due = self.txn.open_table(DUE)?;
-            if let Some(at) = old_due {
-                due.remove((at, key))?;
+        self.guard.run(|| {
+            self.touched.borrow_mut().push(key.to_owned());
+            let mut t = self.txn.open_table(CONNECTIONS)?;
+            let old_due = match t.insert(key, encode(rec).as_slice())? {
+                Some(old) => rmp_serde::from_slice::<ConnectionRecord>(old.value())
+                    .ok()
+                    .and_then(|o| o.due_at),
+                None => None,
+            };
+            if old_due != rec.due_at {
+                let mut due = self.txn.open_table(DUE)?;
+                if let Some(at) = old_due {
+                    due.remove((at, key))?;
+                }
+                if let Some(at) = rec.due_at {
+                    due.insert((at, key), ())?;
+                }
             }
-            if let Some(at) = rec.due_at {
-                due.insert((at, key), ())?;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn remove_connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
-        self.touched.borrow_mut().push(key.to_owned());
-        let mut t = self.txn.open_table(CONNECTIONS)?;
-        let old: Option<ConnectionRecord> = match t.remove(key)? {
-            Some(g) => rmp_serde::from_slice(g.value()).ok(),
-            None => None,
-        };
-        if let Some(at) = old.as_ref().and_then(|o| o.due_at) {
-            self.txn.open_table(DUE)?.remove((at, key))?;
-        }
-        Ok(old)
+        self.guard.run(|| {
+            self.touched.borrow_mut().push(key.to_owned());
+            let mut t = self.txn.open_table(CONNECTIONS)?;
+            let old: Option<ConnectionRecord> = match t.remove(key)? {
+                Some(g) => rmp_serde::from_slice(g.value()).ok(),
+                None => None,
+            };
+            if let Some(at) = old.as_ref().and_then(|o| o.due_at) {
+                self.txn.open_table(DUE)?.remove((at, key))?;
+            }
+            Ok(old)
+        })
     }
 
     pub fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
-        let mut t = self.txn.open_table(AUDIT)?;
-        let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-        t.insert(next, encode(rec).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            let mut t = self.txn.open_table(AUDIT)?;
+            let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            t.insert(next, encode(rec).as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn put_tenant_key(&self, id: &str, rec: &TenantKeyRecord) -> Result<()> {
-        self.txn
-            .open_table(TENANT_KEYS)?
-            .insert(id, encode(rec).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            self.txn
+                .open_table(TENANT_KEYS)?
+                .insert(id, encode(rec).as_slice())?;
+            Ok(())
+        })
     }
 
     pub fn put_grant(&self, uid: u32, tenant: &str) -> Result<()> {
-        self.txn.open_table(GRANTS)?.insert(uid, tenant)?;
-        Ok(())
+        self.guard.run(|| {
+            self.txn.open_table(GRANTS)?.insert(uid, tenant)?;
+            Ok(())
+        })
     }
 
     pub fn remove_grant(&self, uid: u32) -> Result<bool> {
-        Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some())
+        self.guard
+            .run(|| Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some()))
     }
 
     /// Stores an Apple signing key; `der` (if given) is sealed to this record.
@@ -986,13 +1288,119 @@ impl Tx {
         mut rec: AppleKeyRecord,
         der: Option<&[u8]>,
     ) -> Result<()> {
-        let key = format!("{tenant}/{}", rec.key_id);
-        if let Some(der) = der {
-            rec.private_key = self.ring.seal(names::APPLE_KEYS, &key, der);
-        }
-        self.txn
-            .open_table(APPLE_KEYS)?
-            .insert(key.as_str(), encode(&rec).as_slice())?;
-        Ok(())
+        self.guard.run(|| {
+            let key = format!("{tenant}/{}", rec.key_id);
+            if let Some(der) = der {
+                rec.private_key = self.ring.seal(names::APPLE_KEYS, &key, der);
+            }
+            self.txn
+                .open_table(APPLE_KEYS)?
+                .insert(key.as_str(), encode(&rec).as_slice())?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &Path) -> (PathBuf, Secret) {
+        let path = dir.join("v.redb");
+        let pass = Secret::new("test passphrase");
+        let v = Vault::init(&path, &pass, KdfParams::new(19, 2, 1).unwrap()).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("acme", &TenantRecord { created_at: 1 })
+            .unwrap();
+        tx.commit().unwrap();
+        (path, pass)
+    }
+
+    /// What happens when redb panics inside a session (here simulated inside the guard):
+    /// the caller gets `Corrupt`, every later read and write is refused, and nothing more
+    /// reaches the file, not even the close — though the session had already written.
+    #[test]
+    fn a_caught_panic_stops_the_session_and_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
+        tx.commit().unwrap(); // armed: this session writes straight to the file now
+        let after_commit = std::fs::read(&path).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("gamma", &TenantRecord { created_at: 3 })
+            .unwrap();
+        let r: Result<()> = v.guard.run(|| panic!("simulated storage-engine panic"));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("tokenvault doctor"), "{e}");
+        assert!(matches!(tx.commit(), Err(Error::Corrupt { .. })));
+        assert!(matches!(v.read(), Err(Error::Corrupt { .. })));
+        assert!(matches!(v.write(), Err(Error::Corrupt { .. })));
+        drop(v);
+        assert!(
+            std::fs::read(&path).unwrap() == after_commit,
+            "the poisoned session wrote (its close included)"
+        );
+        // the file is as the last good commit left it, and opens
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        let names: Vec<String> = v
+            .read()
+            .unwrap()
+            .tenants()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        assert_eq!(names, ["acme", "beta"]);
+    }
+
+    #[test]
+    fn a_read_only_session_refuses_to_write_and_leaves_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        assert_eq!(v.read().unwrap().tenants().unwrap().len(), 1);
+        assert!(v.write().is_err());
+        assert!(v.write_lazy().is_err());
+        assert!(v.rekey().is_err());
+        drop(v);
+        assert!(std::fs::read(&path).unwrap() == before);
+    }
+
+    /// A writing session that never commits (a refused command) leaves the file as it was;
+    /// the first commit writes, and the file then opens cleanly.
+    #[test]
+    fn a_writing_session_writes_nothing_until_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pass) = vault(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
+        drop(tx);
+        drop(v);
+        assert!(
+            std::fs::read(&path).unwrap() == before,
+            "an uncommitted session wrote"
+        );
+        let v = Vault::open(&path, &pass).unwrap();
+        let tx = v.write().unwrap();
+        tx.put_tenant("beta", &TenantRecord { created_at: 2 })
+            .unwrap();
+        tx.commit().unwrap();
+        drop(v);
+        assert!(std::fs::read(&path).unwrap() != before);
+        assert!(
+            redb::ReadOnlyDatabase::open(&path).is_ok(),
+            "closed cleanly"
+        );
+        let v = Vault::open_read_only(&path, &pass).unwrap();
+        assert_eq!(v.read().unwrap().tenants().unwrap().len(), 2);
     }
 }

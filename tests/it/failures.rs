@@ -102,6 +102,8 @@ fn wrong_passphrase_on_a_crashed_vault_changes_no_byte() {
     let tv = TestVault::new();
     seed(&tv);
     let mut d = crate::support::daemon::Daemon::start(&tv, &[]);
+    // A daemon writes nothing until it commits a change; one commit, then the kill.
+    tv.cmd().args(["tenant", "add", "late"]).assert().success();
     d.signal(nix::sys::signal::Signal::SIGKILL);
     d.child.wait().unwrap();
     assert!(

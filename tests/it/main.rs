@@ -29,6 +29,7 @@ mod daemon_lifecycle;
 mod daemon_load;
 mod daemon_logs;
 mod daemon_webhooks;
+mod damaged_vault;
 mod error_echo;
 mod exec;
 mod failures;
