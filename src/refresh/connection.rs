@@ -457,6 +457,10 @@ async fn finish(
         .map(|r| r.max(next));
     if let Some(t) = &pending {
         commit_failure(engine, &key, t, due).await?;
+        if trigger != Trigger::Scheduler && due.is_some() {
+            // the scheduler sleeps until the earliest due time it knew: this one may be sooner
+            engine.refresh_state().wake.notify_one();
+        }
     }
     let at = due.unwrap_or(next);
     let unavailable = |reason: String| Error::ProviderUnavailable {
@@ -586,8 +590,12 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
                 postpone_until(engine, key, at).await?;
                 return Ok(current(&ctx));
             }
+            let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
             let wait = Duration::from_secs((at - now).max(0) as u64);
-            if wait < remaining() {
+            // waiting for the budget is worth it only for a token that has expired; a `get`
+            // of a still-valid one is answered with it at once
+            let get_of_valid = matches!(trigger, Trigger::OnDemand { .. }) && still_valid;
+            if !get_of_valid && wait < remaining() {
                 if pause(engine, key, wait).await {
                     continue;
                 }
@@ -658,6 +666,7 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
         if t.status != ctx.rec.status {
             let due = t.retry_at.map(|r| r.max(next).max(handover));
             commit_failure(engine, key, &t, due).await?;
+            st.wake.notify_one();
             pending = None;
         } else {
             pending = Some(t);

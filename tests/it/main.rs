@@ -27,4 +27,6 @@ mod hygiene;
 mod refresh_cli;
 mod refresh_crash;
 mod refresh_engine;
+mod refresh_hostile_provider;
+mod refresh_pacing;
 mod token_cache;
