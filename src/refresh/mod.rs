@@ -95,7 +95,6 @@ pub struct RefreshState {
     paced: AtomicBool,
     pub stats: Stats,
     on_demand_attempts: AtomicU64,
-    on_demand_deadline_ms: AtomicU64,
     scheduler_running: OnceLock<()>,
 }
 
@@ -120,7 +119,6 @@ impl Default for RefreshState {
             paced: AtomicBool::new(true),
             stats: Stats::default(),
             on_demand_attempts: AtomicU64::new(policy::ON_DEMAND_CALLS as u64),
-            on_demand_deadline_ms: AtomicU64::new(policy::ON_DEMAND_DEADLINE.as_millis() as u64),
             scheduler_running: OnceLock::new(),
         }
     }
@@ -158,18 +156,9 @@ impl RefreshState {
         self.on_demand_attempts.load(Ordering::Relaxed) as u32
     }
 
-    /// How long an on-demand refresh may take in all (default
-    /// `policy::ON_DEMAND_DEADLINE`; tests shorten it, never beyond the default).
-    pub fn set_on_demand_deadline(&self, d: Duration) {
-        let d = d
-            .min(policy::ON_DEMAND_DEADLINE)
-            .max(Duration::from_secs(1));
-        self.on_demand_deadline_ms
-            .store(d.as_millis() as u64, Ordering::Relaxed);
-    }
-
+    /// How long an on-demand refresh may take in all (`policy::ON_DEMAND_DEADLINE`).
     pub fn on_demand_deadline(&self) -> Duration {
-        Duration::from_millis(self.on_demand_deadline_ms.load(Ordering::Relaxed))
+        policy::ON_DEMAND_DEADLINE
     }
 
     /// Turns the provider-call budget off. Only for the crash test's hidden
