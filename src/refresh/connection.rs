@@ -592,9 +592,11 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             }
             let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
             let wait = Duration::from_secs((at - now).max(0) as u64);
-            // waiting for the budget is worth it only for a token that has expired; a `get`
-            // of a still-valid one is answered with it at once
-            let get_of_valid = matches!(trigger, Trigger::OnDemand { .. }) && still_valid;
+            // waiting for the budget is worth it for a token that has expired; a `get` of a
+            // still-valid one waits out the floor at most, else is answered with it at once
+            let get_of_valid = matches!(trigger, Trigger::OnDemand { .. })
+                && still_valid
+                && at - now > policy::MIN_WAIT_SECS;
             if !get_of_valid && wait < remaining() {
                 if pause(engine, key, wait).await {
                     continue;
