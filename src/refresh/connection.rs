@@ -1,5 +1,7 @@
-//! Refreshing one connection: load what the call needs, call the provider, apply the
-//! policy, commit the result through the group commit, emit the status change.
+//! Refreshing one connection: load what the call needs, ask the call budget, call the
+//! provider, apply the policy, commit the result through the group commit, emit the
+//! status change. How many calls one refresh may make and when it stops, whatever the
+//! provider answers, is `attempts` (the bound itself is derived in `policy`).
 //!
 //! The order matters (SPEC §5.3): the new access token and a rotated refresh token are
 //! committed in one durable transaction before the `Fresh` value (the only way a caller
@@ -36,9 +38,11 @@ pub struct Fresh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// `get`: refresh if fewer than `min_ttl` seconds remain (or always, if forced);
-    /// retries inline with a short cap.
+    /// retries inline with a short cap, within the on-demand deadline, while the stored
+    /// token has expired (a still-valid one is handed out after a failed call).
     OnDemand { min_ttl: u64, force: bool },
-    /// `refresh CONNECTION`: always calls the provider once (plus short retries).
+    /// `refresh CONNECTION`: always calls the provider (budget permitting), retrying
+    /// within the on-demand deadline.
     Manual,
     /// The scheduler: one attempt; failures are rescheduled with a long cap.
     Scheduler,
@@ -201,8 +205,10 @@ async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError>
     }
 }
 
-/// Commits a successful refresh (or validation) of `key` and returns the token.
-async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
+/// Commits a successful refresh (or validation) of `key` and returns the token. The next
+/// due time is never before `not_before` (the call budget), so a provider handing out
+/// tokens that expire at once does not make the scheduler wake only to be refused.
+async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -> Result<Fresh> {
     let key = ctx.id.key();
     let now = engine.now();
     let provider = ctx.provider.clone();
@@ -220,7 +226,7 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
             Got::Validated => {
                 reason = "validated".into();
                 let (_, due) = plan(&provider, now, cur.expires_at, true, u);
-                cur.due_at = due;
+                cur.due_at = due.map(|d| d.max(not_before));
                 let s = tx.secrets(&job_key, &cur)?;
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fresh {
                     access_token: s.access_token,
@@ -251,7 +257,7 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
                     secrets.refresh_token.is_some() || secrets.extra.contains_key(GRANT_MARKER);
                 let (exp, due) = plan(&provider, now, resp.expires_at, renewable, u);
                 cur.expires_at = exp;
-                cur.due_at = due;
+                cur.due_at = due.map(|d| d.max(not_before));
                 // a new refresh token's expiry is the response's, else the provider's
                 // default lifetime (unknown = none); a kept or restated token keeps its
                 // expiry unless the response states one
@@ -325,30 +331,29 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got) -> Result<Fresh> {
     Ok(fresh)
 }
 
-/// Commits a failed attempt: status, reason, attempt count and retry time.
+/// Commits a failed attempt: status, reason, attempt count (from `t`) and the retry time
+/// `due` (`None`: never by itself).
 async fn commit_failure(
     engine: &Engine,
     key: &str,
-    err: &CallError,
-    cap: Duration,
-) -> Result<Transition> {
+    t: &Transition,
+    due: Option<i64>,
+) -> Result<()> {
     let now = engine.now();
-    let u = unit();
-    let err = err.clone();
+    let t = t.clone();
     let job_key = key.to_owned();
     let job: super::commit::Job = Box::new(move |tx| {
         let mut cur = tx
             .connection(&job_key)?
             .ok_or_else(|| Error::not_found("connection", job_key.clone()))?;
         let from = cur.status;
-        let t = policy::after_failure(&err, now, cur.expires_at, cur.attempts, cap, u);
         if from != t.status {
             cur.status_at = now;
         }
         cur.status = t.status;
         cur.reason = Some(t.reason.clone());
         cur.attempts = t.attempts;
-        cur.due_at = t.retry_at;
+        cur.due_at = due;
         cur.updated_at = now;
         tx.put_connection(&job_key, &cur)?;
         Ok(JobOut {
@@ -359,7 +364,7 @@ async fn commit_failure(
                 reason: Some(t.reason.clone()),
                 at: now,
             }),
-            transition: Some(t),
+            transition: None,
         })
     });
     let out = engine
@@ -370,39 +375,191 @@ async fn commit_failure(
     if let Some(ev) = out.event {
         engine.emit(ev);
     }
-    out.transition
-        .ok_or_else(|| Error::Internal("failure transition missing after commit".into()))
+    Ok(())
 }
 
 /// Refreshes `key` for `trigger`, sharing the work with every concurrent caller of the
-/// same connection (single flight).
+/// same connection (single flight). A waiter whose caller goes away stops waiting; the
+/// work itself stops at its next safe point once its own caller is gone and nobody waits.
 pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
     let st = engine.refresh_state();
     let r = st
         .flights
-        .run(key, || async {
+        .run(key, super::caller::gone(), || async {
             attempts(engine, key, trigger)
                 .await
                 .map_err(std::sync::Arc::new)
         })
         .await;
-    r.map_err(|e| super::clone_error(&e))
+    match r {
+        Some(r) => r.map_err(|e| super::clone_error(&e)),
+        None => Err(cancelled(key)),
+    }
 }
 
+fn cancelled(key: &str) -> Error {
+    Error::ProviderUnavailable {
+        connection: key.to_owned(),
+        reason: "the request was cancelled because its caller went away".into(),
+    }
+}
+
+/// How a refresh ends without a new token.
+enum Stop {
+    /// Not retryable, or the scheduler's single attempt: the error the policy gives.
+    Failed(CallError),
+    /// A `get` whose stored token is still valid: it is handed out; the scheduler retries.
+    ServeCurrent,
+    /// The on-demand call budget (`ON_DEMAND_CALLS`) is spent.
+    OutOfCalls(CallError, u32),
+    /// The next call could start only after the on-demand deadline.
+    MustWait(CallError),
+    /// The call budget admitted no call before the deadline; the provider was not asked.
+    Paced,
+    /// The caller went away and nobody else waits for this flight.
+    CallerGone,
+}
+
+/// "the scheduler will retry at …" (or, without a scheduler in this process, when to try
+/// again), for messages.
+fn next_attempt(engine: &Engine, at: i64) -> String {
+    let when = chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| at.to_string());
+    if engine.refresh_state().scheduler_runs() {
+        format!("the scheduler will retry at {when}")
+    } else {
+        format!("try again after {when}")
+    }
+}
+
+/// Ends a refresh: writes the failure not yet written (`pending`) with the time the
+/// scheduler takes over (never before the budget allows, nor, for an on-demand refresh,
+/// before its deadline `handover`), and turns `stop` into the caller's answer.
+async fn finish(
+    engine: &Engine,
+    ctx: &Ctx,
+    trigger: Trigger,
+    pending: Option<Transition>,
+    handover: i64,
+    stop: Stop,
+) -> Result<Fresh> {
+    let key = ctx.id.key();
+    let now = engine.now();
+    let next = engine
+        .refresh_state()
+        .next_call_at(&key)
+        .unwrap_or(now)
+        .max(handover);
+    let due = pending
+        .as_ref()
+        .and_then(|t| t.retry_at)
+        .map(|r| r.max(next));
+    if let Some(t) = &pending {
+        commit_failure(engine, &key, t, due).await?;
+        if trigger != Trigger::Scheduler && due.is_some() {
+            // the scheduler sleeps until the earliest due time it knew: this one may be sooner
+            engine.refresh_state().wake.notify_one();
+        }
+    }
+    let at = due.unwrap_or(next);
+    let unavailable = |reason: String| Error::ProviderUnavailable {
+        connection: key.clone(),
+        reason,
+    };
+    match stop {
+        Stop::Failed(err) => Err(err.into_error(&key)),
+        Stop::ServeCurrent => Ok(current(ctx)),
+        Stop::OutOfCalls(err, calls) => Err(unavailable(format!(
+            "{}; gave up after {calls} provider calls; {}",
+            err.reason(),
+            next_attempt(engine, at)
+        ))),
+        Stop::MustWait(CallError::RateLimited { retry_after }) => Err(unavailable(format!(
+            "rate limited (HTTP 429): the provider asked us to wait {} s; {}",
+            retry_after.unwrap_or(policy::DEFAULT_RETRY_AFTER),
+            next_attempt(engine, at)
+        ))),
+        Stop::MustWait(err) => Err(unavailable(format!(
+            "{}; {}",
+            err.reason(),
+            next_attempt(engine, at)
+        ))),
+        Stop::Paced => {
+            let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
+            if matches!(trigger, Trigger::OnDemand { .. }) && still_valid {
+                return Ok(current(ctx));
+            }
+            Err(unavailable(format!(
+                "calls to the provider for this connection are limited to {} a minute; {}",
+                policy::MAX_CALLS_PER_MINUTE,
+                next_attempt(engine, at)
+            )))
+        }
+        Stop::CallerGone => Err(cancelled(&key)),
+    }
+}
+
+/// Sleeps `d` before the next call. False if the caller went away meanwhile and nobody
+/// else waits for this flight: then no further call is made.
+async fn pause(engine: &Engine, key: &str, d: Duration) -> bool {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    tokio::select! {
+        _ = &mut sleep => true,
+        _ = super::caller::gone() => {
+            if engine.refresh_state().flights.waiters(key) == 0 {
+                return false;
+            }
+            // others wait for this flight: it goes on for them (the check before the next
+            // call sees whether they still do)
+            sleep.await;
+            true
+        }
+    }
+}
+
+/// The provider calls of one refresh (issue 14: bounded however the provider answers).
+///
+/// Every call is admitted by the connection's budget first (`RefreshState::pace_call`).
+/// The scheduler makes one call and reschedules. An on-demand refresh makes at most
+/// `on_demand_attempts` calls within `on_demand_deadline`, waiting in between what the
+/// answer asks (at least the floor), and stops as soon as the next call could only start
+/// after the deadline, or its caller is gone and nobody else waits. A failure that
+/// changes the status is written (and announced) at once; one that changes only retry
+/// bookkeeping (attempts, retry time) is written when the refresh ends, so a retry costs
+/// no durable write of its own.
 async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
     let st = engine.refresh_state();
-    let (max_failures, cap) = match trigger {
-        Trigger::Scheduler => (1, policy::SCHEDULER_CAP),
-        _ => (st.on_demand_attempts(), policy::ON_DEMAND_CAP),
+    let scheduled = trigger == Trigger::Scheduler;
+    let (max_calls, cap) = if scheduled {
+        (1, policy::SCHEDULER_CAP)
+    } else {
+        (st.on_demand_attempts(), policy::ON_DEMAND_CAP)
     };
-    let mut failures = 0u32;
+    let budget = st.on_demand_deadline();
+    let deadline = tokio::time::Instant::now() + budget;
+    // The same deadline on the engine's clock (which stamps retry times): the scheduler
+    // takes an on-demand refresh's connection over only once it has passed.
+    let handover = if scheduled {
+        i64::MIN
+    } else {
+        engine.now() + budget.as_secs().max(1) as i64
+    };
+    let remaining = || {
+        let real = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let clock = Duration::from_secs((handover - engine.now()).max(0) as u64);
+        real.min(clock)
+    };
+    let mut calls = 0u32;
+    let mut pending: Option<Transition> = None;
     loop {
         let ctx = load(engine, key)?;
         let now = engine.now();
         match trigger {
             Trigger::OnDemand { min_ttl, force } => {
                 let fresh_enough = ctx.rec.expires_at.is_none_or(|e| e > now + min_ttl as i64);
-                if !force && fresh_enough && failures == 0 {
+                if !force && fresh_enough && calls == 0 {
                     // another flight refreshed it while we waited to become the runner
                     return Ok(current(&ctx));
                 }
@@ -425,8 +582,42 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
                     .unwrap_or_else(|| ctx.rec.status.to_string()),
             });
         }
+        if !scheduled && super::caller::is_gone() && st.flights.waiters(key) == 0 {
+            return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
+        }
+        if let Err(at) = st.pace_call(key, now, || policy::Pace::seeded(&ctx.rec)) {
+            if scheduled {
+                postpone_until(engine, key, at).await?;
+                return Ok(current(&ctx));
+            }
+            let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
+            let wait = Duration::from_secs((at - now).max(0) as u64);
+            // waiting for the budget is worth it for a token that has expired; a `get` of a
+            // still-valid one waits out the floor at most, else is answered with it at once
+            let get_of_valid = matches!(trigger, Trigger::OnDemand { .. })
+                && still_valid
+                && at - now > policy::MIN_WAIT_SECS;
+            if !get_of_valid && wait < remaining() {
+                if pause(engine, key, wait).await {
+                    continue;
+                }
+                return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
+            }
+            return finish(engine, &ctx, trigger, pending, handover, Stop::Paced).await;
+        }
+        calls += 1;
         let started = std::time::Instant::now();
-        let res = call(engine, &ctx).await;
+        let res = if scheduled {
+            call(engine, &ctx).await
+        } else {
+            // the provider's own timeout applies too; this only keeps the deadline
+            match tokio::time::timeout(remaining(), call(engine, &ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(CallError::Transient(
+                    "the provider did not answer before the on-demand deadline".into(),
+                )),
+            }
+        };
         engine.metrics().record_refresh(
             &ctx.provider.name,
             match &res {
@@ -438,48 +629,76 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             },
             started.elapsed(),
         );
-        match res {
-            Ok(got) => return commit_success(engine, &ctx, got).await,
-            Err(err) => {
-                tracing::info!(
-                    connection = %engine.vault().pseudonym(key),
-                    reason = %err.reason(),
-                    "refresh failed"
-                );
-                let t = commit_failure(engine, key, &err, cap).await?;
-                let give_up = |err: CallError| -> Result<Fresh> {
-                    // A transient failure while the stored token is still valid serves it.
-                    if matches!(trigger, Trigger::OnDemand { .. })
-                        && t.retryable
-                        && ctx.rec.expires_at.is_none_or(|e| e > engine.now())
-                    {
-                        return Ok(current(&ctx));
-                    }
-                    Err(err.into_error(key))
-                };
-                if !t.retryable || trigger == Trigger::Scheduler {
-                    return give_up(err);
-                }
-                let wait = match &err {
-                    CallError::RateLimited { .. } => {
-                        let w = t.retry_at.unwrap_or(now) - engine.now();
-                        if w > st.max_inline_wait_secs() {
-                            return give_up(err);
-                        }
-                        Duration::from_secs(w.max(0) as u64)
-                    }
-                    _ => {
-                        failures += 1;
-                        if failures >= max_failures {
-                            return give_up(err);
-                        }
-                        policy::backoff(failures, policy::BACKOFF_BASE, cap, unit())
-                    }
-                };
-                tokio::time::sleep(wait).await;
+        let end = engine.now();
+        let err = match res {
+            Ok(got) => {
+                st.pace_answered(key, end, 0);
+                let not_before = st.next_call_at(key).unwrap_or(end);
+                return commit_success(engine, &ctx, got, not_before).await;
             }
+            Err(err) => err,
+        };
+        tracing::info!(
+            connection = %engine.vault().pseudonym(key),
+            reason = %err.reason(),
+            "refresh failed"
+        );
+        let attempts_before = pending.as_ref().map_or(ctx.rec.attempts, |t| t.attempts);
+        let t = policy::after_failure(&err, end, ctx.rec.expires_at, attempts_before, cap, unit());
+        st.pace_answered(key, end, t.retry_at.map_or(0, |r| r - end));
+        let next = st
+            .next_call_at(key)
+            .unwrap_or(end)
+            .max(t.retry_at.unwrap_or(end));
+        let still_valid = ctx.rec.expires_at.is_none_or(|e| e > end);
+        let stop = if !t.retryable || scheduled {
+            Some(Stop::Failed(err))
+        } else if matches!(trigger, Trigger::OnDemand { .. }) && still_valid {
+            Some(Stop::ServeCurrent)
+        } else if calls >= max_calls {
+            Some(Stop::OutOfCalls(err, calls))
+        } else if Duration::from_secs((next - end).max(0) as u64) >= remaining() {
+            Some(Stop::MustWait(err))
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            return finish(engine, &ctx, trigger, Some(t), handover, stop).await;
+        }
+        if t.status != ctx.rec.status {
+            let due = t.retry_at.map(|r| r.max(next).max(handover));
+            commit_failure(engine, key, &t, due).await?;
+            st.wake.notify_one();
+            pending = None;
+        } else {
+            pending = Some(t);
+        }
+        let wait = Duration::from_secs((next - engine.now()).max(0) as u64);
+        if !pause(engine, key, wait).await {
+            return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
         }
     }
+}
+
+/// Moves a due connection's next attempt to `at`: the call budget refused a scheduled
+/// call now, so the scheduler comes back when it is allowed, not at once.
+async fn postpone_until(engine: &Engine, key: &str, at: i64) -> Result<()> {
+    let job_key = key.to_owned();
+    let job: super::commit::Job = Box::new(move |tx| {
+        if let Some(mut cur) = tx.connection(&job_key)?
+            && cur.due_at.is_some_and(|d| d < at)
+        {
+            cur.due_at = Some(at);
+            tx.put_connection(&job_key, &cur)?;
+        }
+        Ok(JobOut::default())
+    });
+    engine
+        .refresh_state()
+        .commits
+        .submit(engine.vault(), job)
+        .await
+        .map(|_| ())
 }
 
 /// Moves a connection that is still due after a failed scheduled refresh `secs` into the

@@ -1,11 +1,17 @@
 //! Keeping tokens valid (SPEC §5): refreshing one connection (`connection`), the pure
-//! retry and due-time policy (`policy`), single flight per connection (`single_flight`),
-//! group commit of results (`commit`), the scheduler (`scheduler`), and the engine
-//! operations built on them (`ops`: `refresh`, `connect`, `provider list/show`).
+//! retry, due-time and call-budget policy (`policy`), single flight per connection
+//! (`single_flight`), whether a request's caller is still there (`caller`), group commit
+//! of results (`commit`), the scheduler (`scheduler`), and the engine operations built on
+//! them (`ops`: `refresh`, `connect`, `provider list/show`).
+//!
+//! `RefreshState` keeps, per connection, the last forced refresh (SPEC §5.2) and the
+//! provider-call budget (`policy::Pace`) that bounds how often any path may call the
+//! provider for it (issue 14; the bound is derived in `policy`).
 //!
 //! Must not: parse command lines or speak the socket protocol; it is called by the
 //! `Engine` and calls the `provider` module for HTTP.
 
+pub mod caller;
 pub mod commit;
 pub mod connection;
 pub mod ops;
@@ -32,7 +38,7 @@ pub fn scheduler_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 use crate::error::{Error, Result};
 use crate::provider::oauth::{CallError, Http};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -83,9 +89,12 @@ pub struct RefreshState {
     pub wake: tokio::sync::Notify,
     /// Last forced refresh per connection (SPEC §5.2: at most one per 10 s).
     forced: Mutex<std::collections::HashMap<String, i64>>,
+    /// Provider-call budget per connection (issue 14), seeded from the vault on first use.
+    pace: Mutex<std::collections::HashMap<String, policy::Pace>>,
+    /// Off only for the crash test's refresh loop (`__refresh-loop`).
+    paced: AtomicBool,
     pub stats: Stats,
     on_demand_attempts: AtomicU64,
-    max_inline_wait: AtomicI64,
     scheduler_running: OnceLock<()>,
 }
 
@@ -106,9 +115,10 @@ impl Default for RefreshState {
             commits: Default::default(),
             wake: tokio::sync::Notify::new(),
             forced: Mutex::new(Default::default()),
+            pace: Mutex::new(Default::default()),
+            paced: AtomicBool::new(true),
             stats: Stats::default(),
-            on_demand_attempts: AtomicU64::new(3),
-            max_inline_wait: AtomicI64::new(60),
+            on_demand_attempts: AtomicU64::new(policy::ON_DEMAND_CALLS as u64),
             scheduler_running: OnceLock::new(),
         }
     }
@@ -133,23 +143,76 @@ impl RefreshState {
         *self.http.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// How many provider calls an on-demand refresh makes before giving up (default 3).
+    /// How many provider calls an on-demand refresh makes before giving up (default
+    /// `policy::ON_DEMAND_CALLS`; at most that many, so the budget's bound stays true).
     pub fn set_on_demand_attempts(&self, n: u32) {
-        self.on_demand_attempts
-            .store(n.max(1) as u64, Ordering::Relaxed);
+        self.on_demand_attempts.store(
+            n.clamp(1, policy::ON_DEMAND_CALLS) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn on_demand_attempts(&self) -> u32 {
         self.on_demand_attempts.load(Ordering::Relaxed) as u32
     }
 
-    /// Longest `Retry-After` an on-demand caller waits inline (default 60 s).
-    pub fn max_inline_wait_secs(&self) -> i64 {
-        self.max_inline_wait.load(Ordering::Relaxed)
+    /// How long an on-demand refresh may take in all (`policy::ON_DEMAND_DEADLINE`).
+    pub fn on_demand_deadline(&self) -> Duration {
+        policy::ON_DEMAND_DEADLINE
     }
 
-    pub fn set_max_inline_wait_secs(&self, s: i64) {
-        self.max_inline_wait.store(s, Ordering::Relaxed);
+    /// Turns the provider-call budget off. Only for the crash test's hidden
+    /// `__refresh-loop`, which must refresh as fast as it can; never on real tokens.
+    pub fn disable_pacing_for_crash_test(&self) {
+        self.paced.store(false, Ordering::Relaxed);
+    }
+
+    /// Admits a provider call for `key` starting at `now`, or says when the next one may
+    /// start. `seed` gives the budget of a connection this process has not called for.
+    pub(crate) fn pace_call(
+        &self,
+        key: &str,
+        now: i64,
+        seed: impl FnOnce() -> policy::Pace,
+    ) -> std::result::Result<(), i64> {
+        if !self.paced.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut m = self.pace.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, p| !p.is_idle(now));
+        }
+        m.entry(key.to_owned()).or_insert_with(seed).try_call(now)
+    }
+
+    /// Records the answer to a call of `key` received at `now`, asking for `wait_secs`
+    /// before the next one (0 after a success).
+    pub(crate) fn pace_answered(&self, key: &str, now: i64, wait_secs: i64) {
+        if let Some(p) = self
+            .pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+        {
+            p.answered(now, wait_secs);
+        }
+    }
+
+    /// The earliest time `key` may call its provider again, if this process knows.
+    pub(crate) fn next_call_at(&self, key: &str) -> Option<i64> {
+        if !self.paced.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.pace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(policy::Pace::next_allowed)
+    }
+
+    /// Whether a scheduler runs on this engine (`serve`, the TUI on a local vault).
+    pub fn scheduler_runs(&self) -> bool {
+        self.scheduler_running.get().is_some()
     }
 
     pub fn scheduler_passes(&self) -> u64 {
@@ -203,7 +266,8 @@ impl crate::engine::Clock for TokioClock {
 
 /// `get`: the stored token if more than `min_ttl` seconds remain, otherwise a refreshed
 /// one (shared with concurrent callers). A forced refresh within 10 s of the previous one
-/// is not repeated.
+/// is not repeated: the limit is taken before any provider call, so it holds whatever
+/// the provider answered the last time.
 pub async fn on_demand(
     engine: &crate::engine::Engine,
     key: &str,

@@ -1,17 +1,27 @@
 //! Single flight (SPEC §5.2): concurrent callers asking for the same key share one
 //! execution and its result. The first caller runs the work; the others wait on a `watch`
-//! channel. If the runner is cancelled (its caller went away), the waiters notice the
+//! channel. If the runner is cancelled (its future dropped), the waiters notice the
 //! closed channel and one of them runs the work again, so nobody waits forever.
+//!
+//! A waiter may leave early (its `cancel` future resolved: its caller went away); the
+//! flight counts who still waits (`waiters`), so the runner's work can stop once its own
+//! caller is gone and nobody else wants the result (issue 14).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 #[derive(Debug)]
+struct Flight<T> {
+    rx: watch::Receiver<Option<T>>,
+    waiters: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
 pub struct SingleFlight<T> {
-    map: Mutex<HashMap<String, watch::Receiver<Option<T>>>>,
+    map: Mutex<HashMap<String, Flight<T>>>,
     started: AtomicU64,
 }
 
@@ -40,39 +50,71 @@ impl<T> Drop for Entry<'_, T> {
     }
 }
 
+/// Counts one waiter of a flight while it waits, however it stops waiting.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn join(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 enum Role<T> {
     Runner(watch::Sender<Option<T>>),
-    Waiter(watch::Receiver<Option<T>>),
+    Waiter(watch::Receiver<Option<T>>, Arc<AtomicUsize>),
 }
 
 impl<T: Clone + Send + Sync> SingleFlight<T> {
     /// Runs `work` for `key` unless a run is in flight, in which case waits for its result.
-    pub async fn run<F, Fut>(&self, key: &str, work: F) -> T
+    /// A waiter gives up when `cancel` resolves (`None`); the runner ignores `cancel` (its
+    /// work decides when to stop, so that nothing half-done is abandoned).
+    pub async fn run<F, Fut, C>(&self, key: &str, cancel: C, work: F) -> Option<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
+        C: Future<Output = ()>,
     {
         let mut work = Some(work);
+        tokio::pin!(cancel);
         loop {
             let role = {
                 let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
                 match map.get(key) {
-                    Some(rx) => Role::Waiter(rx.clone()),
+                    Some(f) => Role::Waiter(f.rx.clone(), f.waiters.clone()),
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        map.insert(key.to_owned(), rx);
+                        map.insert(
+                            key.to_owned(),
+                            Flight {
+                                rx,
+                                waiters: Arc::default(),
+                            },
+                        );
                         Role::Runner(tx)
                     }
                 }
             };
             match role {
-                Role::Waiter(mut rx) => {
-                    if let Ok(v) = rx.wait_for(Option::is_some).await
-                        && let Some(v) = v.clone()
-                    {
-                        return v;
+                Role::Waiter(mut rx, count) => {
+                    let _waiting = Waiting::join(count);
+                    tokio::select! {
+                        r = rx.wait_for(Option::is_some) => {
+                            if let Ok(v) = r
+                                && let Some(v) = v.clone()
+                            {
+                                return Some(v);
+                            }
+                            // the runner was cancelled: try again, perhaps as the runner
+                        }
+                        _ = &mut cancel => return None,
                     }
-                    // the runner was cancelled: try again, perhaps as the runner
                 }
                 Role::Runner(tx) => {
                     let entry = Entry { flight: self, key };
@@ -84,10 +126,19 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
                     let v = w().await;
                     let _ = tx.send(Some(v.clone()));
                     drop(entry);
-                    return v;
+                    return Some(v);
                 }
             }
         }
+    }
+
+    /// How many callers wait for the flight of `key` now (its runner not counted).
+    pub fn waiters(&self, key: &str) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map_or(0, |f| f.waiters.load(Ordering::Acquire))
     }
 
     /// How many runs have started (each one provider call sequence).
@@ -100,7 +151,7 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::future::pending;
     use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
@@ -112,7 +163,7 @@ mod tests {
             let f = f.clone();
             let runs = runs.clone();
             handles.push(tokio::spawn(async move {
-                f.run("k", || async {
+                f.run("k", pending(), || async {
                     runs.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     7
@@ -121,7 +172,7 @@ mod tests {
             }));
         }
         for h in handles {
-            assert_eq!(h.await.unwrap(), 7);
+            assert_eq!(h.await.unwrap(), Some(7));
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
@@ -131,7 +182,7 @@ mod tests {
         let f = Arc::new(SingleFlight::<u32>::default());
         let f2 = f.clone();
         let runner = tokio::spawn(async move {
-            f2.run("k", || async {
+            f2.run("k", pending(), || async {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 1
             })
@@ -139,9 +190,47 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let f3 = f.clone();
-        let waiter = tokio::spawn(async move { f3.run("k", || async { 2 }).await });
+        let waiter = tokio::spawn(async move { f3.run("k", pending(), || async { 2 }).await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         runner.abort();
-        assert_eq!(waiter.await.unwrap(), 2);
+        assert_eq!(waiter.await.unwrap(), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_counted_and_may_leave() {
+        let f = Arc::new(SingleFlight::<u32>::default());
+        let (leave_tx, leave_rx) = tokio::sync::oneshot::channel::<()>();
+        let f2 = f.clone();
+        let runner = tokio::spawn(async move {
+            f2.run("k", pending(), || async {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                1
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(f.waiters("k"), 0);
+        let f3 = f.clone();
+        let waiter = tokio::spawn(async move {
+            f3.run(
+                "k",
+                async {
+                    let _ = leave_rx.await;
+                },
+                || async { 2 },
+            )
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(f.waiters("k"), 1);
+        leave_tx.send(()).unwrap();
+        assert_eq!(
+            waiter.await.unwrap(),
+            None,
+            "the waiter left without a result"
+        );
+        assert_eq!(f.waiters("k"), 0);
+        assert_eq!(runner.await.unwrap(), Some(1));
+        assert_eq!(f.waiters("other"), 0);
     }
 }

@@ -15,6 +15,11 @@
 //! Shutdown: when the `shutdown` future resolves the listener stops accepting, idle
 //! connections close at once, a request being answered is finished, and whatever is still
 //! running after `GRACE` is abandoned.
+//!
+//! A client that hangs up while its request is being answered (issue 14) is noticed
+//! (`answer_watching`) and told to the refresh engine through `refresh::caller`: an
+//! on-demand refresh for it stops before its next provider call. A half-closed client
+//! (it shut down its writing side and still reads) is not gone.
 
 use super::admission::{Admission, Limits, Slot, Standing};
 use super::peer::{self, Identity};
@@ -184,6 +189,7 @@ async fn connection(
         let _ = stop.wait_for(|s| *s).await;
     };
     tokio::pin!(stopped);
+    let (gone_tx, gone_rx) = crate::refresh::caller::flag();
     loop {
         // `read_line` appends to `line` and consumes only what it appended, so a read
         // interrupted by the idle timer loses nothing: the next call goes on from there.
@@ -246,7 +252,11 @@ async fn connection(
                     line.clear();
                     continue;
                 }
-                let a = answer(&engine, &mut identity, daemon_uid, &line).await;
+                let request = crate::refresh::caller::scope(
+                    gone_rx.clone(),
+                    answer(&engine, &mut identity, daemon_uid, &line),
+                );
+                let a = answer_watching(request, &wr, &gone_tx).await;
                 line.clear();
                 if slot.is_pending() && matches!(identity, Identity::Key { .. }) {
                     slot.authorised();
@@ -265,6 +275,43 @@ async fn connection(
     use zeroize::Zeroize;
     line.zeroize();
     let _ = wr.shutdown().await;
+}
+
+/// How often a request that is still running looks whether its client hung up.
+const HANGUP_POLL: Duration = Duration::from_millis(250);
+
+/// Awaits `request`; if the client hangs up meanwhile, raises `gone` (see
+/// `refresh::caller`) and still awaits the request, which then ends at its next safe
+/// point. A request that completes at once (nearly every `get`) costs no timer.
+async fn answer_watching<F: Future>(
+    request: F,
+    wr: &tokio::net::unix::OwnedWriteHalf,
+    gone: &watch::Sender<bool>,
+) -> F::Output {
+    tokio::pin!(request);
+    if let std::task::Poll::Ready(v) = futures::poll!(&mut request) {
+        return v;
+    }
+    tokio::select! {
+        v = &mut request => v,
+        _ = hung_up(wr) => {
+            let _ = gone.send(true);
+            request.await
+        }
+    }
+}
+
+/// Resolves once the peer has closed its end entirely (`EPOLLHUP`: both directions shut),
+/// not when it only shut down writing.
+async fn hung_up(wr: &tokio::net::unix::OwnedWriteHalf) {
+    loop {
+        match wr.ready(tokio::io::Interest::WRITABLE).await {
+            Ok(r) if r.is_write_closed() => return,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        tokio::time::sleep(HANGUP_POLL).await;
+    }
 }
 
 /// Writes `bytes`, giving up after `WRITE_TIMEOUT` if the client does not read. An answer

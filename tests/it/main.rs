@@ -41,6 +41,8 @@ mod refresh_cli;
 mod refresh_crash;
 mod refresh_engine;
 mod refresh_exit_codes;
+mod refresh_hostile_provider;
+mod refresh_pacing;
 mod rust_client;
 mod serve_config;
 mod socket_trust;

@@ -14,17 +14,17 @@ use tokenvault::secret::Secret;
 use tokenvault::vault::Vault;
 use tokenvault::vault::records::Status;
 
-const T0: i64 = 1_800_000_000;
-const CONN: &str = "acme/spotify/alice";
+pub(crate) const T0: i64 = 1_800_000_000;
+pub(crate) const CONN: &str = "acme/spotify/alice";
 
 /// A vault with tenant `acme`, a client for `provider` aimed at the fake, on a clock that
 /// follows tokio's.
-async fn setup(fp: &FakeProvider, provider: &str) -> (TestVault, Arc<Engine>) {
+pub(crate) async fn setup(fp: &FakeProvider, provider: &str) -> (TestVault, Arc<Engine>) {
     setup_with_clock(fp, provider, Arc::new(TokioClock::new(T0))).await
 }
 
 /// `setup` on a clock the test controls.
-async fn setup_with_clock(
+pub(crate) async fn setup_with_clock(
     fp: &FakeProvider,
     provider: &str,
     clock: Arc<dyn Clock>,
@@ -62,7 +62,12 @@ async fn setup_with_clock(
     (tv, engine)
 }
 
-async fn put(engine: &Engine, conn: &str, mut token: serde_json::Value, expires_in: i64) {
+pub(crate) async fn put(
+    engine: &Engine,
+    conn: &str,
+    mut token: serde_json::Value,
+    expires_in: i64,
+) {
     token["expires_in"] = expires_in.into();
     engine
         .handle(
@@ -76,7 +81,7 @@ async fn put(engine: &Engine, conn: &str, mut token: serde_json::Value, expires_
         .unwrap();
 }
 
-async fn get(engine: &Engine, conn: &str) -> tokenvault::Result<String> {
+pub(crate) async fn get(engine: &Engine, conn: &str) -> tokenvault::Result<String> {
     match engine
         .handle(
             &admin(),
@@ -93,7 +98,7 @@ async fn get(engine: &Engine, conn: &str) -> tokenvault::Result<String> {
     }
 }
 
-fn record(engine: &Engine, conn: &str) -> tokenvault::vault::records::ConnectionRecord {
+pub(crate) fn record(engine: &Engine, conn: &str) -> tokenvault::vault::records::ConnectionRecord {
     engine
         .vault()
         .read()

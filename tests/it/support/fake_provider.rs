@@ -18,6 +18,9 @@
 //! Knobs for specific tests: a `token_prefix` that makes every issued token distinctive
 //! (secret-hygiene tests search for it), a configurable client secret, a `latency` applied
 //! to every `/token` request, and a count of the most `/token` requests in flight at once.
+//! For hostile-provider tests: `repeat`, answers served in a cycle once the script is
+//! empty (a provider answering 429 forever), the arrival time of every `/token` request
+//! (`call_times`), and answers that break the connection or are not JSON.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
@@ -51,6 +54,12 @@ pub enum Canned {
     EchoServerError,
     /// This status with a plain-text body quoting the refresh token presented.
     EchoStatus(u16),
+    /// 200 whose body breaks off: the connection drops mid-answer (a network error).
+    Hangup,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// The normal answer (rotation and all), for scripts and `repeat` cycles.
+    Normal,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +95,21 @@ pub struct Inner {
     pub validation_script: VecDeque<u16>,
     /// The Bearer tokens `/me` was shown.
     pub validation_seen: Vec<String>,
+    /// Served in a cycle whenever the script is empty (empty: normal handling).
+    pub repeat: Vec<Canned>,
+    /// When each `/token` request arrived (tokio time: paused in paused tests).
+    pub call_times: Vec<tokio::time::Instant>,
+}
+
+impl Inner {
+    /// The next canned answer: the script's, else the next of the `repeat` cycle.
+    fn next_canned(&mut self) -> Option<Canned> {
+        if self.script.is_empty() {
+            let again = self.repeat.clone();
+            self.script.extend(again);
+        }
+        self.script.pop_front()
+    }
 }
 
 #[derive(Clone)]
@@ -170,13 +194,14 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
     let canned = {
         let mut s = st.lock().unwrap();
         s.token_requests += 1;
+        s.call_times.push(tokio::time::Instant::now());
         s.last_form = form.clone();
-        s.script.pop_front()
+        s.next_canned()
     };
     let mut canned = canned;
     if let Some(Canned::Delay(d)) = canned {
         tokio::time::sleep(d).await;
-        canned = st.lock().unwrap().script.pop_front();
+        canned = st.lock().unwrap().next_canned();
     }
     match canned {
         Some(Canned::Status(code)) => {
@@ -221,7 +246,20 @@ async fn token(State(st): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: St
             )
                 .into_response();
         }
-        Some(Canned::Delay(_)) | None => {}
+        Some(Canned::Hangup) => {
+            let broken = futures::stream::once(async {
+                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("hung up"))
+            });
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from_stream(broken))
+                .unwrap();
+        }
+        Some(Canned::Garbage) => {
+            return (StatusCode::OK, "<html>teapot</html>").into_response();
+        }
+        Some(Canned::Delay(_)) | Some(Canned::Normal) | None => {}
     }
     // client authentication
     let basic = headers
@@ -454,6 +492,25 @@ impl FakeProvider {
 
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().token_requests
+    }
+
+    /// Answers served in a cycle once the script is empty.
+    pub fn repeat(&self, items: impl IntoIterator<Item = Canned>) {
+        self.state.lock().unwrap().repeat = items.into_iter().collect();
+    }
+
+    /// The most `/token` requests that arrived within any `window` (inclusive).
+    pub fn most_calls_within(&self, window: Duration) -> usize {
+        let times = self.state.lock().unwrap().call_times.clone();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(times[i]) <= window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn script(&self, items: impl IntoIterator<Item = Canned>) {
