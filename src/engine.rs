@@ -402,6 +402,28 @@ impl ConnectionView {
             refresh_count: r.refresh_count,
         }
     }
+
+    /// The view as of `now`: a `connected` connection whose access token has expired is
+    /// shown as `token_expired` (nothing renewed it yet), never as `connected`.
+    pub fn at(mut self, now: i64) -> Self {
+        if let (Status::Connected, Some(exp)) = (self.status, self.expires_at)
+            && exp <= now
+        {
+            self.status = Status::TokenExpired;
+            self.reason = Some(if self.has_refresh_token {
+                format!(
+                    "the access token expired at {}; the next refresh renews it",
+                    crate::vault::records::fmt_unix(exp)
+                )
+            } else {
+                format!(
+                    "the access token expired at {} and there is no refresh token: run `tokenvault connect` or `put` a new token",
+                    crate::vault::records::fmt_unix(exp)
+                )
+            });
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -889,7 +911,9 @@ impl Engine {
                 let rec = rx
                     .connection(&id.key())?
                     .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
-                Ok(Response::Connection(ConnectionView::new(&id, &rec)))
+                Ok(Response::Connection(
+                    ConnectionView::new(&id, &rec).at(self.now()),
+                ))
             }
             Request::List { filter, status } => self.list(caller, filter.as_deref(), status),
             Request::Remove { connection, revoke } => {
@@ -1275,7 +1299,18 @@ impl Engine {
             || rec
                 .expires_at
                 .is_some_and(|exp| exp <= now + min_ttl as i64);
+        // A refresh that cannot happen (no refresh token, a revoked grant, a client
+        // misconfigured) never takes a still-valid OAuth access token away: it is served
+        // until it expires, while the status and reason say what is wrong.
+        let still_serves = rec.status == Status::NeedsReauth
+            && rec.expires_at.is_some_and(|exp| exp > now)
+            && self
+                .provider(&id.provider)
+                .is_ok_and(|p| p.kind == crate::provider::catalogue::ProviderKind::OAuth2);
         let outcome = match rec.status {
+            Status::NeedsReauth if still_serves => rx
+                .secrets(&key, &rec)
+                .map(|s| (s.access_token, rec.expires_at, rec.token_type.clone())),
             Status::NeedsReauth | Status::Disconnected => Err(Error::NeedsReauth {
                 connection: key.clone(),
                 reason: rec.reason.clone().unwrap_or_else(|| rec.status.to_string()),
@@ -1343,10 +1378,12 @@ impl Engine {
         };
         let rx = self.vault.read()?;
         let mut connections = Vec::new();
+        let now = self.now();
         rx.for_each_connection(&prefix, |k, rec| {
-            if status.is_none_or(|s| s == rec.status) {
-                let id = ConnectionId::parse(k)?;
-                connections.push(ConnectionView::new(&id, &rec));
+            let id = ConnectionId::parse(k)?;
+            let view = ConnectionView::new(&id, &rec).at(now);
+            if status.is_none_or(|s| s == view.status) {
+                connections.push(view);
             }
             Ok(true)
         })?;

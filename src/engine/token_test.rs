@@ -192,6 +192,8 @@ impl Engine {
         }
         rec.status = Status::NeedsReauth;
         rec.reason = Some(reason.to_owned());
+        // the provider refused this very token: it is not handed out as still valid
+        rec.expires_at = Some(rec.expires_at.map_or(now, |e| e.min(now)));
         rec.attempts = rec.attempts.saturating_add(1);
         rec.due_at = None;
         rec.updated_at = now;

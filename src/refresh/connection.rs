@@ -190,9 +190,18 @@ async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError>
                     form.push(("refresh_token".into(), rt.expose().to_owned()));
                 }
                 (None, false) => {
-                    return Err(CallError::InvalidGrant(
-                        "the connection has no refresh token and its access token expired".into(),
-                    ));
+                    let now = engine.now();
+                    return Err(CallError::InvalidGrant(match ctx.rec.expires_at {
+                        Some(exp) if exp > now => format!(
+                            "the connection has no refresh token, so it cannot be refreshed (its access token works until {})",
+                            crate::vault::records::fmt_unix(exp)
+                        ),
+                        Some(exp) => format!(
+                            "the connection has no refresh token and its access token expired at {}",
+                            crate::vault::records::fmt_unix(exp)
+                        ),
+                        None => "the connection has no refresh token".into(),
+                    }));
                 }
             }
             for (k, v) in &ctx.provider.token_params {
@@ -572,6 +581,16 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             }
             Trigger::Manual => {}
         }
+        // an OAuth access token that still works is handed out even when no refresh can
+        // happen (SPEC §5.4 statuses say what is wrong; the token is not taken away early)
+        let serves_until_expiry = ctx.provider.kind == ProviderKind::OAuth2
+            && ctx.rec.expires_at.is_some_and(|e| e > now);
+        if ctx.rec.status == Status::NeedsReauth
+            && serves_until_expiry
+            && matches!(trigger, Trigger::OnDemand { .. })
+        {
+            return Ok(current(&ctx));
+        }
         if matches!(ctx.rec.status, Status::NeedsReauth | Status::Disconnected) {
             return Err(Error::NeedsReauth {
                 connection: key.to_owned(),
@@ -644,14 +663,35 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             "refresh failed"
         );
         let attempts_before = pending.as_ref().map_or(ctx.rec.attempts, |t| t.attempts);
-        let t = policy::after_failure(&err, end, ctx.rec.expires_at, attempts_before, cap, unit());
+        let mut t =
+            policy::after_failure(&err, end, ctx.rec.expires_at, attempts_before, cap, unit());
+        let serves_until_expiry = ctx.provider.kind == ProviderKind::OAuth2
+            && ctx.rec.expires_at.is_some_and(|e| e > end);
+        if !t.retryable
+            && serves_until_expiry
+            && let Some(exp) = ctx.rec.expires_at
+            && !t.reason.contains("works until")
+        {
+            t.reason = format!(
+                "{}; the current access token still works until {}",
+                t.reason,
+                crate::vault::records::fmt_unix(exp)
+            );
+        }
         st.pace_answered(key, end, t.retry_at.map_or(0, |r| r - end));
         let next = st
             .next_call_at(key)
             .unwrap_or(end)
             .max(t.retry_at.unwrap_or(end));
         let still_valid = ctx.rec.expires_at.is_none_or(|e| e > end);
-        let stop = if !t.retryable || scheduled {
+        let stop = if !t.retryable
+            && !scheduled
+            && serves_until_expiry
+            && matches!(trigger, Trigger::OnDemand { .. })
+        {
+            // the failure is recorded; the caller still gets the token that works
+            Some(Stop::ServeCurrent)
+        } else if !t.retryable || scheduled {
             Some(Stop::Failed(err))
         } else if matches!(trigger, Trigger::OnDemand { .. }) && still_valid {
             Some(Stop::ServeCurrent)

@@ -95,6 +95,13 @@ impl std::str::FromStr for Status {
     }
 }
 
+/// A Unix time as RFC 3339 (UTC, whole seconds), for reasons and messages.
+pub fn fmt_unix(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// The clear metadata of a connection plus its sealed tokens.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConnectionRecord {

@@ -30,7 +30,7 @@ fn refusals_name_the_problem_not_the_value() {
     let bad_conn = format!("acme/spotify{MARK}");
     let bad_tenant = format!("Acme{MARK}");
     let bad_url = format!("ftp://{MARK}");
-    let bad_param = format!("{MARK}");
+    let bad_param = MARK.to_string();
     let secret = tv.file("cs", b"client-secret-value");
     let cases: Vec<Vec<String>> = vec![
         vec!["put".into(), bad_conn.clone()],

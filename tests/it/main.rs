@@ -49,3 +49,4 @@ mod socket_trust;
 mod status_health;
 mod token_cache;
 mod token_validation;
+mod valid_token_kept;
