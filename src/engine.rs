@@ -1408,7 +1408,12 @@ impl Engine {
             if r.refresh_expires_at.is_some_and(|e| e <= now + 7 * 86_400) {
                 refresh_expiring += 1;
             }
-            *by_status.entry(r.status.to_string()).or_default() += 1;
+            // counted as `show` and `list` show it: an expired `connected` token is not
+            let shown = match (r.status, r.expires_at) {
+                (Status::Connected, Some(exp)) if exp <= now => Status::TokenExpired,
+                (s, _) => s,
+            };
+            *by_status.entry(shown.to_string()).or_default() += 1;
             if r.expires_at.is_some_and(|e| e > now && e <= now + 3600) {
                 expiring += 1;
             }

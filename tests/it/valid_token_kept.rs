@@ -198,4 +198,8 @@ fn a_connected_token_that_expired_is_shown_as_token_expired() {
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    let out = tv.cmd().args(["status", "--json"]).output().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["by_status"]["token_expired"], 1, "{st}");
+    assert_eq!(st["by_status"]["connected"], 0, "{st}");
 }
