@@ -397,14 +397,13 @@ pub async fn device_authorization(
     Ok(d)
 }
 
-/// Validates a bearer token with a GET (GitHub PATs, SPEC §5.5): 2xx valid, 401/403
-/// dead, 429 rate limited, anything else transient.
-pub async fn validate_bearer(
+/// One GET of `url` with `token` as a Bearer credential (the header marked sensitive),
+/// read as any provider answer is (bounded body, never followed redirects).
+async fn bearer_get(
     http: &Http,
     url: &str,
     token: &Secret,
-    now: i64,
-) -> std::result::Result<(), CallError> {
+) -> std::result::Result<Answer, CallError> {
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .map_err(|_| {
         CallError::InvalidGrant("the stored token is not valid in a header".into())
@@ -419,6 +418,18 @@ pub async fn validate_bearer(
         .await
         .map_err(|e| transport_error(&e))?;
     let a = read(resp).await?;
+    Ok(a)
+}
+
+/// Validates a bearer token with a GET (GitHub PATs, SPEC §5.5): 2xx valid, 401/403
+/// dead, 429 rate limited, anything else transient.
+pub async fn validate_bearer(
+    http: &Http,
+    url: &str,
+    token: &Secret,
+    now: i64,
+) -> std::result::Result<(), CallError> {
+    let a = bearer_get(http, url, token).await?;
     match a.status {
         200..=299 => Ok(()),
         401 | 403 => Err(CallError::InvalidGrant(format!(
@@ -448,20 +459,7 @@ pub async fn validate_token(
     token: &Secret,
     now: i64,
 ) -> std::result::Result<u16, CallError> {
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| {
-        CallError::InvalidGrant("the stored token is not valid in a header".into())
-    })?;
-    value.set_sensitive(true);
-    let resp = http
-        .client
-        .get(url)
-        .header(reqwest::header::AUTHORIZATION, value)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| transport_error(&e))?;
-    let a = read(resp).await?;
+    let a = bearer_get(http, url, token).await?;
     let rejected = |s: u16| {
         CallError::InvalidGrant(format!(
             "the provider's validation endpoint answered HTTP {s}: it no longer accepts this access token"

@@ -2,6 +2,7 @@
 //! refreshing on demand, `refresh CONNECTION | --due | --tenant`, exit codes of §5.4.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::browser::http_get;
 use crate::support::fake_provider::{
     CLIENT_ID, Canned, FakeProvider, cli_vault_with_spotify_client,
 };
@@ -251,41 +252,6 @@ fn missing_client_secret_is_a_configuration_error_without_a_provider_call() {
     assert_eq!(due, serde_json::json!([]), "an error is not due again");
     assert_eq!(show(&tv)["status"], "error");
     assert_eq!(fp.requests(), 0, "the provider must receive no request");
-}
-
-/// One HTTP/1.1 GET over a plain std socket (the "browser"): status, `Location`, body.
-fn http_get(url: &str) -> (u16, Option<String>, String) {
-    use std::io::{Read, Write};
-    let u = url::Url::parse(url).unwrap();
-    let host = u.host_str().unwrap().to_owned();
-    let port = u.port().unwrap();
-    assert_eq!(host, "127.0.0.1", "the test must stay on loopback: {url}");
-    let mut s = std::net::TcpStream::connect((host.as_str(), port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    };
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let location = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("location")
-            .then(|| v.trim().to_owned())
-    });
-    (status, location, body.to_owned())
 }
 
 /// A running `connect --flow code` through the real binary: the child, its stderr lines
