@@ -251,7 +251,7 @@ fn main() {
         let inproc = t.elapsed() / n;
         let t = Instant::now();
         for _ in 0..n {
-            let _ = std::hint::black_box(tokenvault::server::protocol::decode(
+            let _ = std::hint::black_box(tokenvault::contract::framing::decode(
                 &get_line[..get_line.len() - 1],
             ));
         }
@@ -260,7 +260,7 @@ fn main() {
         let id = serde_json::json!(1);
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(tokenvault::server::protocol::encode_ok(&id, &r));
+            std::hint::black_box(tokenvault::contract::framing::encode_ok(&id, &r));
         }
         (inproc, dec, t.elapsed() / n)
     });

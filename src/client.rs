@@ -38,10 +38,10 @@
 //! with [`Request::Get`] reuses one connection for many requests.
 
 use crate::cli::args::Global;
+use crate::contract::framing as protocol;
 use crate::engine::{Request, Response};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::server::protocol;
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;

@@ -9,8 +9,9 @@
 //!
 //! Exit: 0 when nothing is damaged, 1 when something is (with or without a salvage).
 
-use crate::backup::{BackupReport, EncryptTo, ExportOptions};
+use crate::backup::{EncryptTo, ExportOptions};
 use crate::config::Config;
+use crate::contract::BackupReport;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::vault::doctor::{self, Report};

@@ -12,56 +12,17 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::names::{self, ConnectionId};
-use crate::secret::Secret;
 use crate::token::TokenResponse;
 use crate::vault::records::*;
 use crate::vault::{Tx, Vault};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 mod tenant_keys;
-pub use tenant_keys::{GrantView, TenantKeyView};
 mod token_test;
-pub use token_test::TestView;
 
-/// Who is asking. Decided by the front end (peer uid, tenant key, or the local user), never
-/// by the request itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Caller {
-    /// Full access. `actor` is what the audit log records, e.g. `cli:uid=1000`.
-    Admin { actor: String },
-    /// Scoped to one tenant's connections; no admin operation.
-    Tenant { tenant: String, actor: String },
-}
-
-impl Caller {
-    pub fn actor(&self) -> &str {
-        match self {
-            Caller::Admin { actor } | Caller::Tenant { actor, .. } => actor,
-        }
-    }
-
-    pub(crate) fn require_admin(&self) -> Result<()> {
-        match self {
-            Caller::Admin { .. } => Ok(()),
-            Caller::Tenant { .. } => Err(Error::Forbidden(
-                "this operation needs an admin caller; a tenant key or grant cannot do it".into(),
-            )),
-        }
-    }
-
-    pub(crate) fn require_tenant(&self, tenant: &str) -> Result<()> {
-        match self {
-            Caller::Admin { .. } => Ok(()),
-            Caller::Tenant { tenant: own, .. } if own == tenant => Ok(()),
-            Caller::Tenant { .. } => Err(Error::Forbidden(
-                "this caller is scoped to another tenant and cannot reach that tenant; use an admin caller or that tenant's key".into(),
-            )),
-        }
-    }
-}
+pub use crate::contract::*;
 
 /// A clock in Unix seconds, so tests control time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -77,554 +38,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A request. Its JSON form is the socket protocol's request object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    Hello,
-    Status,
-    TenantAdd {
-        name: String,
-    },
-    TenantList,
-    TenantRemove {
-        name: String,
-        #[serde(default)]
-        force: bool,
-    },
-    ClientSet {
-        tenant: String,
-        provider: String,
-        client_id: String,
-        #[serde(default)]
-        client_secret: Option<Secret>,
-        #[serde(default)]
-        token_url: Option<String>,
-        #[serde(default)]
-        authorization_url: Option<String>,
-        #[serde(default)]
-        device_authorization_url: Option<String>,
-        #[serde(default)]
-        revocation_url: Option<String>,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    ClientList {
-        #[serde(default)]
-        tenant: Option<String>,
-    },
-    ClientRemove {
-        tenant: String,
-        provider: String,
-    },
-    Put {
-        connection: String,
-        /// The token response object (SPEC §3 `put`).
-        token: serde_json::Value,
-    },
-    Get {
-        connection: String,
-        #[serde(default)]
-        min_ttl: Option<u64>,
-        #[serde(default)]
-        force_refresh: bool,
-    },
-    Show {
-        connection: String,
-    },
-    List {
-        /// `TENANT` or `TENANT/PROVIDER`
-        #[serde(default)]
-        filter: Option<String>,
-        #[serde(default)]
-        status: Option<Status>,
-    },
-    Remove {
-        connection: String,
-        #[serde(default)]
-        revoke: bool,
-    },
-    Audit {
-        #[serde(default)]
-        tenant: Option<String>,
-        /// Unix seconds; records at or after it.
-        #[serde(default)]
-        since: Option<i64>,
-    },
-    Passwd {
-        new_passphrase: Secret,
-    },
-    Rekey,
-    /// Writes an age-encrypted backup to `path` (absolute; opened by the engine's process).
-    /// Exactly one of `recipients` (age1…) or `passphrase`.
-    BackupExport {
-        path: String,
-        #[serde(default)]
-        tenant: Option<String>,
-        #[serde(default)]
-        recipients: Vec<String>,
-        #[serde(default)]
-        passphrase: Option<Secret>,
-        #[serde(default)]
-        include_audit: bool,
-    },
-    /// Decrypts and checks a backup; writes nothing. `identity` is the text of an age
-    /// identity file; exactly one of `identity` or `passphrase`.
-    BackupVerify {
-        path: String,
-        #[serde(default)]
-        identity: Option<Secret>,
-        #[serde(default)]
-        passphrase: Option<Secret>,
-    },
-    /// Restores a backup in one transaction; existing tenants are refused unless `replace`.
-    BackupRestore {
-        path: String,
-        #[serde(default)]
-        identity: Option<Secret>,
-        #[serde(default)]
-        passphrase: Option<Secret>,
-        #[serde(default)]
-        tenant: Option<String>,
-        #[serde(default)]
-        replace: bool,
-    },
-    /// Adds an Apple Music signing key; `p8` is the PEM text of the `.p8` file.
-    AppleKeyAdd {
-        tenant: String,
-        team_id: String,
-        key_id: String,
-        p8: Secret,
-    },
-    AppleKeyList {
-        tenant: String,
-    },
-    AppleKeyActivate {
-        tenant: String,
-        key_id: String,
-    },
-    AppleKeyRetire {
-        tenant: String,
-        key_id: String,
-        /// Allows retiring the active key (the tenant then has no developer token).
-        #[serde(default)]
-        force: bool,
-    },
-    /// The tenant's Apple Music developer token.
-    AppleToken {
-        tenant: String,
-    },
-    /// Scopes a socket connection to the key's tenant. Handled by the socket server; the
-    /// engine refuses it.
-    Auth {
-        tenant_key: Secret,
-    },
-    TenantKeyIssue {
-        tenant: String,
-        #[serde(default)]
-        label: Option<String>,
-    },
-    TenantKeyList {
-        tenant: String,
-    },
-    TenantKeyRevoke {
-        tenant: String,
-        key_id: String,
-    },
-    TenantGrant {
-        tenant: String,
-        uid: u32,
-    },
-    TenantRevokeGrant {
-        tenant: String,
-        uid: u32,
-    },
-    TenantGrantList {
-        #[serde(default)]
-        tenant: Option<String>,
-    },
-    Metrics,
-    /// Which vault this engine serves (admin): lets the CLI notice a daemon serving
-    /// another vault than the one it was pointed at.
-    DaemonInfo,
-    /// `refresh CONNECTION`: call the provider now (at most once per 10 s).
-    Refresh {
-        connection: String,
-    },
-    /// `refresh --due`: one scheduler pass.
-    RefreshDue,
-    /// `refresh --tenant T`: every connection of a tenant.
-    RefreshTenant {
-        tenant: String,
-    },
-    ProviderList,
-    ProviderShow {
-        name: String,
-    },
-    /// `connect --flow code`, step 1: the URL to open (PKCE S256, `state` from the CLI).
-    ConnectStart {
-        connection: String,
-        redirect_uri: String,
-        state: String,
-        code_challenge: String,
-        #[serde(default)]
-        scopes: Vec<String>,
-    },
-    /// `connect --flow code`, step 2: the code from the redirect; the engine exchanges it.
-    ConnectCode {
-        connection: String,
-        code: Secret,
-        code_verifier: Secret,
-        redirect_uri: String,
-    },
-    /// `connect --flow device`, step 1.
-    DeviceStart {
-        connection: String,
-        #[serde(default)]
-        scopes: Vec<String>,
-    },
-    /// `connect --flow device`, one poll.
-    DevicePoll {
-        connection: String,
-        device_code: Secret,
-    },
-    /// `connect --flow client-credentials`.
-    ConnectClientCredentials {
-        connection: String,
-        #[serde(default)]
-        scopes: Vec<String>,
-    },
-    /// `test CONNECTION`: the access token against the provider's validation endpoint.
-    Test {
-        connection: String,
-    },
-}
-
-impl Request {
-    /// The op name, for logs and audit.
-    pub fn op(&self) -> &'static str {
-        match self {
-            Request::Hello => "hello",
-            Request::Status => "status",
-            Request::TenantAdd { .. } => "tenant_add",
-            Request::TenantList => "tenant_list",
-            Request::TenantRemove { .. } => "tenant_remove",
-            Request::ClientSet { .. } => "client_set",
-            Request::ClientList { .. } => "client_list",
-            Request::ClientRemove { .. } => "client_remove",
-            Request::Put { .. } => "put",
-            Request::Get { .. } => "get",
-            Request::Show { .. } => "show",
-            Request::List { .. } => "list",
-            Request::Remove { .. } => "remove",
-            Request::Audit { .. } => "audit",
-            Request::Passwd { .. } => "passwd",
-            Request::Rekey => "rekey",
-            Request::BackupExport { .. } => "backup_export",
-            Request::BackupVerify { .. } => "backup_verify",
-            Request::BackupRestore { .. } => "backup_restore",
-            Request::AppleKeyAdd { .. } => "apple_key_add",
-            Request::AppleKeyList { .. } => "apple_key_list",
-            Request::AppleKeyActivate { .. } => "apple_key_activate",
-            Request::AppleKeyRetire { .. } => "apple_key_retire",
-            Request::AppleToken { .. } => "apple_token",
-            Request::Auth { .. } => "auth",
-            Request::TenantKeyIssue { .. } => "tenant_key_issue",
-            Request::TenantKeyList { .. } => "tenant_key_list",
-            Request::TenantKeyRevoke { .. } => "tenant_key_revoke",
-            Request::TenantGrant { .. } => "tenant_grant",
-            Request::TenantRevokeGrant { .. } => "tenant_revoke_grant",
-            Request::TenantGrantList { .. } => "tenant_grant_list",
-            Request::Metrics => "metrics",
-            Request::DaemonInfo => "daemon_info",
-            Request::Refresh { .. } => "refresh",
-            Request::RefreshDue => "refresh_due",
-            Request::RefreshTenant { .. } => "refresh_tenant",
-            Request::ProviderList => "provider_list",
-            Request::ProviderShow { .. } => "provider_show",
-            Request::ConnectStart { .. } => "connect_start",
-            Request::ConnectCode { .. } => "connect_code",
-            Request::DeviceStart { .. } => "device_start",
-            Request::DevicePoll { .. } => "device_poll",
-            Request::ConnectClientCredentials { .. } => "connect_client_credentials",
-            Request::Test { .. } => "test",
-        }
-    }
-}
-
-/// Metadata of a connection: everything `show` may display, never a secret.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ConnectionView {
-    pub connection: String,
-    pub tenant: String,
-    pub provider: String,
-    pub account: String,
-    pub status: Status,
-    pub reason: Option<String>,
-    pub status_at: i64,
-    pub attempts: u32,
-    pub expires_at: Option<i64>,
-    pub refresh_expires_at: Option<i64>,
-    pub due_at: Option<i64>,
-    pub scope: Option<String>,
-    pub token_type: Option<String>,
-    pub has_refresh_token: bool,
-    pub has_id_token: bool,
-    pub metadata_keys: Vec<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub last_refresh_at: Option<i64>,
-    pub refresh_count: u64,
-}
-
-impl ConnectionView {
-    pub fn new(id: &ConnectionId, r: &ConnectionRecord) -> Self {
-        ConnectionView {
-            connection: id.to_string(),
-            tenant: id.tenant.clone(),
-            provider: id.provider.clone(),
-            account: id.account.clone(),
-            status: r.status,
-            reason: r.reason.clone(),
-            status_at: r.status_at,
-            attempts: r.attempts,
-            expires_at: r.expires_at,
-            refresh_expires_at: r.refresh_expires_at,
-            due_at: r.due_at,
-            scope: r.scope.clone(),
-            token_type: r.token_type.clone(),
-            has_refresh_token: r.has_refresh_token,
-            has_id_token: r.has_id_token,
-            metadata_keys: r.metadata_keys.clone(),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            last_refresh_at: r.last_refresh_at,
-            refresh_count: r.refresh_count,
-        }
-    }
-
-    /// The view as of `now`: a `connected` connection whose access token has expired is
-    /// shown as `token_expired` (nothing renewed it yet), never as `connected`.
-    pub fn at(mut self, now: i64) -> Self {
-        if let (Status::Connected, Some(exp)) = (self.status, self.expires_at)
-            && exp <= now
-        {
-            self.status = Status::TokenExpired;
-            self.reason = Some(if self.has_refresh_token {
-                format!(
-                    "the access token expired at {}; the next refresh renews it",
-                    crate::vault::records::fmt_unix(exp)
-                )
-            } else {
-                format!(
-                    "the access token expired at {} and there is no refresh token: run `tokenvault connect` or `put` a new token",
-                    crate::vault::records::fmt_unix(exp)
-                )
-            });
-        }
-        self
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TenantView {
-    pub name: String,
-    pub created_at: i64,
-    pub connections: u64,
-    pub clients: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClientView {
-    pub tenant: String,
-    pub provider: String,
-    pub client_id: String,
-    pub has_secret: bool,
-    pub token_url: Option<String>,
-    pub authorization_url: Option<String>,
-    pub device_authorization_url: Option<String>,
-    pub revocation_url: Option<String>,
-    pub params: BTreeMap<String, String>,
-    pub updated_at: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StatusView {
-    pub vault: String,
-    pub format_version: u32,
-    pub key_term: u32,
-    pub daemon: bool,
-    pub tenants: u64,
-    pub connections: u64,
-    pub by_status: BTreeMap<String, u64>,
-    pub next_due: Option<i64>,
-    pub next_due_connection: Option<String>,
-    pub expiring_within_hour: u64,
-    /// Connections whose refresh token (when its expiry is known) ends within 7 days: the
-    /// user must reconnect before then (SPEC §5.3).
-    #[serde(default)]
-    pub refresh_tokens_expiring_within_week: u64,
-    pub failures_last_hour: u64,
-    pub healthy: bool,
-    /// The last scheduled backup (SPEC §8), when backups are configured.
-    #[serde(default)]
-    pub last_backup: Option<crate::backup::BackupOutcome>,
-    /// Why `healthy` is false, one sentence each with what to run next (counts only: no
-    /// connection is named, so `/healthz` can show them to anyone on loopback).
-    #[serde(default)]
-    pub problems: Vec<String>,
-    /// The daemon answering, when it is one (pid, version, socket, uptime).
-    #[serde(default)]
-    pub daemon_process: Option<DaemonProcessView>,
-}
-
-/// The running daemon, as `status` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DaemonProcessView {
-    pub pid: u32,
-    pub version: String,
-    pub commit: String,
-    pub socket: String,
-    pub started_at: i64,
-    pub uptime_secs: i64,
-}
-
-/// The sentences of `StatusView::problems` for these per-status counts.
-pub fn health_problems(by_status: &BTreeMap<String, u64>) -> Vec<String> {
-    let n = |s: &str| by_status.get(s).copied().unwrap_or(0);
-    let plural = |n: u64, one: &str, many: &str| {
-        if n == 1 {
-            format!("1 connection {one}")
-        } else {
-            format!("{n} connections {many}")
-        }
-    };
-    let mut out = Vec::new();
-    if n("needs_reauth") > 0 {
-        out.push(format!(
-            "{}: see `tokenvault list --status needs_reauth`, then `tokenvault connect CONNECTION` (or `put` a new token)",
-            plural(n("needs_reauth"), "needs re-authorisation", "need re-authorisation")
-        ));
-    }
-    if n("token_expired") > 0 {
-        out.push(format!(
-            "{}: see `tokenvault list --status token_expired` and `tokenvault show CONNECTION` for the reason",
-            plural(
-                n("token_expired"),
-                "has an expired access token that could not be renewed",
-                "have an expired access token that could not be renewed"
-            )
-        ));
-    }
-    if n("error") > 0 {
-        out.push(format!(
-            "{}: see `tokenvault list --status error` and `tokenvault show CONNECTION`; fix the client with `tokenvault client set`",
-            plural(
-                n("error"),
-                "has a configuration error",
-                "have a configuration error"
-            )
-        ));
-    }
-    out
-}
-
-/// A response. Its JSON form (with `"ok":true` added by the server) is the protocol's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Response {
-    Hello {
-        server: String,
-        version: String,
-        protocol: u32,
-        format_version: u32,
-        caller: String,
-    },
-    Done {
-        message: String,
-    },
-    Token {
-        connection: String,
-        token: Secret,
-        expires_at: Option<i64>,
-        token_type: Option<String>,
-    },
-    Connection(ConnectionView),
-    Connections {
-        connections: Vec<ConnectionView>,
-    },
-    Tenants {
-        tenants: Vec<TenantView>,
-    },
-    Clients {
-        clients: Vec<ClientView>,
-    },
-    Audit {
-        records: Vec<AuditRecord>,
-    },
-    Status(StatusView),
-    Backup(crate::backup::BackupReport),
-    AppleKeys {
-        keys: Vec<crate::apple::AppleKeyView>,
-    },
-    AppleToken(crate::apple::AppleTokenView),
-    /// A newly issued tenant key: shown once, never stored in clear.
-    TenantKey {
-        tenant: String,
-        key_id: String,
-        key: Secret,
-    },
-    TenantKeys {
-        keys: Vec<TenantKeyView>,
-    },
-    Grants {
-        grants: Vec<GrantView>,
-    },
-    /// Prometheus text exposition.
-    Metrics {
-        text: String,
-    },
-    DaemonInfo {
-        vault: String,
-        daemon: bool,
-        pid: u32,
-    },
-    Providers {
-        providers: Vec<crate::provider::Provider>,
-    },
-    Provider(Box<crate::provider::Provider>),
-    Refreshed {
-        results: Vec<crate::refresh::ops::RefreshResult>,
-    },
-    AuthorizationUrl {
-        url: String,
-    },
-    DeviceAuthorization(Box<crate::refresh::ops::DeviceStartView>),
-    DevicePending {
-        slow_down: bool,
-    },
-    /// `test`: the provider accepted the access token.
-    Tested(TestView),
-}
-
-/// A connection's status changed. Sent to every `subscribe`r (the TUI, webhooks, metrics).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusEvent {
-    pub connection: String,
-    pub from: Option<Status>,
-    pub to: Option<Status>,
-    pub reason: Option<String>,
-    pub at: i64,
-}
-
-pub const PROTOCOL_VERSION: u32 = 1;
-
 /// The one place operations happen. Cheap to share: wrap in an `Arc`.
 #[derive(Debug)]
 pub struct Engine {
     vault: Vault,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<StatusEvent>,
+    events: broadcast::Sender<Event>,
     /// Audit records of token hand-outs, written in batches off the `get` path.
     pending_audit: Mutex<Vec<AuditRecord>>,
     daemon: bool,
@@ -754,12 +173,12 @@ impl Engine {
     }
 
     /// Live status changes. Lagging receivers lose the oldest events, never block writers.
-    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
-    pub(crate) fn emit(&self, ev: StatusEvent) {
-        let _ = self.events.send(ev);
+    pub(crate) fn emit(&self, ev: impl Into<Event>) {
+        let _ = self.events.send(ev.into());
     }
 
     /// Answers one request for `caller`. Admin changes are audited in the same
@@ -915,7 +334,22 @@ impl Engine {
                     ConnectionView::new(&id, &rec).at(self.now()),
                 ))
             }
-            Request::List { filter, status } => self.list(caller, filter.as_deref(), status),
+            Request::List {
+                filter,
+                status,
+                limit,
+                after,
+                contains,
+            } => self.list(
+                caller,
+                filter.as_deref(),
+                status,
+                Page {
+                    limit,
+                    after,
+                    contains,
+                },
+            ),
             Request::Remove { connection, revoke } => {
                 let id = ConnectionId::parse(&connection)?;
                 caller.require_admin()?;
@@ -1117,6 +551,10 @@ impl Engine {
                 crate::refresh::ops::connect_client_credentials(self, caller, &connection, &scopes)
                     .await
             }
+            Request::Watch { .. } => Err(Error::invalid(
+                "op",
+                "watch streams events and has no single answer; send it over the socket or use client::Backend::watch",
+            )),
             Request::Test { connection } => self.test_connection(caller, &connection).await,
         }
     }
@@ -1358,6 +796,7 @@ impl Engine {
         caller: &Caller,
         filter: Option<&str>,
         status: Option<Status>,
+        page: Page,
     ) -> Result<Response> {
         let prefix = match (filter, caller) {
             (Some(f), _) => {
@@ -1378,16 +817,35 @@ impl Engine {
         };
         let rx = self.vault.read()?;
         let mut connections = Vec::new();
+        let mut next = None;
         let now = self.now();
-        rx.for_each_connection(&prefix, |k, rec| {
+        let limit = page.limit.unwrap_or(usize::MAX).max(1);
+        let contains = page.contains.filter(|c| !c.is_empty());
+        rx.for_each_connection_after(&prefix, page.after.as_deref(), |k, rec| {
             let id = ConnectionId::parse(k)?;
             let view = ConnectionView::new(&id, &rec).at(now);
-            if status.is_none_or(|s| s == view.status) {
-                connections.push(view);
+            if status.is_some_and(|s| s != view.status) {
+                return Ok(true);
             }
+            if let Some(c) = &contains
+                && !view.connection.contains(c.as_str())
+                && !view
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(c.as_str()))
+            {
+                return Ok(true);
+            }
+            if connections.len() == limit {
+                next = connections
+                    .last()
+                    .map(|v: &ConnectionView| v.connection.clone());
+                return Ok(false);
+            }
+            connections.push(view);
             Ok(true)
         })?;
-        Ok(Response::Connections { connections })
+        Ok(Response::Connections { connections, next })
     }
 
     fn status(&self, caller: &Caller) -> Result<Response> {
@@ -1567,6 +1025,14 @@ impl Engine {
         tx.commit()?;
         Ok(batch.len())
     }
+}
+
+/// Which part of the list a `list` request wants.
+#[derive(Debug, Default)]
+struct Page {
+    limit: Option<usize>,
+    after: Option<String>,
+    contains: Option<String>,
 }
 
 fn done(message: String) -> Response {

@@ -53,6 +53,7 @@ pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod doctor;
 pub mod engine;
 pub mod error;

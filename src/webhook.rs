@@ -16,7 +16,8 @@
 //! without a `secret_file` is not sent (unsigned events could be forged).
 
 use crate::config::WebhookConfig;
-use crate::engine::{Engine, StatusEvent};
+use crate::contract::{Event, EventKind, StatusEvent};
+use crate::engine::Engine;
 use crate::vault::records::Status;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -123,7 +124,23 @@ pub async fn run(engine: Arc<Engine>, shutdown: impl Future<Output = ()>) {
             ev = rx.recv() => ev,
         };
         let ev = match ev {
-            Ok(ev) => ev,
+            Ok(Event {
+                at,
+                kind:
+                    EventKind::Status {
+                        connection,
+                        from,
+                        to,
+                        reason,
+                    },
+            }) => StatusEvent {
+                connection,
+                from,
+                to,
+                reason,
+                at,
+            },
+            Ok(_) => continue,
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(
                     missed = n,

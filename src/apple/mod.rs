@@ -20,9 +20,6 @@ pub mod service;
 pub mod user;
 pub mod validation;
 
-use crate::secret::Secret;
-use serde::{Deserialize, Serialize};
-
 /// The provider name of Apple Music connections (Music-User-Tokens) and of the two-part
 /// developer-token address `TENANT/apple-music`.
 pub const PROVIDER: &str = "apple-music";
@@ -48,35 +45,6 @@ pub use user::{Outcome, validate_user_token};
 pub fn developer_token_tenant(address: &str) -> Option<&str> {
     let (tenant, provider) = address.split_once('/')?;
     (provider == PROVIDER).then_some(tenant)
-}
-
-/// A signing key as `apple key list` shows it: metadata only, never key material.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AppleKeyView {
-    pub tenant: String,
-    pub key_id: String,
-    pub team_id: String,
-    /// `active`, `inactive`, `retiring` or `retired`. A `retiring` key whose last token has
-    /// expired is shown as `retired`.
-    pub state: String,
-    pub added_at: i64,
-    pub activated_at: Option<i64>,
-    pub retired_at: Option<i64>,
-    /// When the last developer token signed with this key expires.
-    pub last_token_exp: Option<i64>,
-}
-
-/// A developer token as `apple token` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppleTokenView {
-    pub tenant: String,
-    pub key_id: String,
-    pub team_id: String,
-    pub token: Secret,
-    pub issued_at: i64,
-    pub expires_at: i64,
-    #[serde(default)]
-    pub origin: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@
 //! treated as a miss and replaced.
 
 use super::jwt::{self, Policy};
-use super::{AppleKeyView, AppleTokenView, PROVIDER, key, state, user};
+use super::{PROVIDER, key, state, user};
+use crate::contract::{AppleKeyView, AppleTokenView};
 use crate::engine::{Caller, Engine, Response};
 use crate::error::{Error, Result};
 use crate::names;

@@ -12,9 +12,10 @@
 //! others are small. Must not: build the whole vault in memory, or leave a partial file
 //! under the target name.
 
+use super::Progress;
 use super::format::{self, Header, Record, RecordWriter};
-use super::{BackupReport, Progress};
 use crate::config::ProviderConfig;
+use crate::contract::BackupReport;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::secret::Secret;

@@ -22,39 +22,10 @@ pub mod schedule;
 pub use export::{EncryptTo, ExportOptions, export};
 pub use ops::EngineBackupState;
 pub use restore::{RestoreOptions, Unlock, restore, verify};
-pub use schedule::{BackupOutcome, run_scheduled_backups, take_scheduled_backup};
-
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+pub use schedule::{run_scheduled_backups, take_scheduled_backup};
 
 /// Progress bars appear only on a terminal and for more records than this.
 pub const PROGRESS_THRESHOLD: u64 = 5_000;
-
-/// What an export, verify or restore did. Never holds a secret.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BackupReport {
-    /// `export`, `verify` or `restore`
-    pub action: String,
-    pub path: String,
-    /// When the backup was taken (Unix seconds).
-    pub created_at: i64,
-    pub source_path: String,
-    pub source_id: String,
-    /// The tenant the file (or the restore) was limited to.
-    pub tenant: Option<String>,
-    /// Records per table in the file (for restore: applied).
-    pub counts: BTreeMap<String, u64>,
-    pub records: u64,
-    /// Size of the age file.
-    pub bytes: u64,
-    /// SHA-256 of the plaintext records (from the trailer), hex.
-    pub sha256: String,
-    /// Names of the custom providers the file carries.
-    pub providers: Vec<String>,
-    /// What an operator should know: replaced tenants, providers missing from the config…
-    #[serde(default)]
-    pub notes: Vec<String>,
-}
 
 /// An indicatif bar on stderr, or nothing.
 pub(crate) struct Progress(Option<indicatif::ProgressBar>);

@@ -7,7 +7,8 @@
 
 use super::export::{EncryptTo, ExportOptions, export};
 use super::restore::{RestoreOptions, Unlock, restore, verify};
-use super::{BackupReport, schedule};
+use super::schedule;
+use crate::contract::{BackupOutcome, BackupReport};
 use crate::engine::{Caller, Engine};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -180,7 +181,7 @@ pub fn restore_op(
 
 /// The scheduled-backup line of `status`: the scheduler's last outcome in this process,
 /// else the newest backup the vault recorded writing (never a file name found on disk).
-pub fn status_line(engine: &Engine) -> Option<schedule::BackupOutcome> {
+pub fn status_line(engine: &Engine) -> Option<BackupOutcome> {
     engine.last_backup().or_else(|| {
         let config = engine.config();
         let cfg = config.backup.as_ref()?;
@@ -192,13 +193,13 @@ pub fn status_line(engine: &Engine) -> Option<schedule::BackupOutcome> {
 /// a test-only scrypt work factor.
 #[derive(Debug, Default)]
 pub struct EngineBackupState {
-    last: std::sync::Mutex<Option<schedule::BackupOutcome>>,
+    last: std::sync::Mutex<Option<BackupOutcome>>,
     work_factor: std::sync::Mutex<Option<u8>>,
 }
 
 impl Engine {
     /// The last scheduled backup taken by this process, if any.
-    pub fn last_backup(&self) -> Option<schedule::BackupOutcome> {
+    pub fn last_backup(&self) -> Option<BackupOutcome> {
         self.backup
             .last
             .lock()
@@ -206,7 +207,7 @@ impl Engine {
             .clone()
     }
 
-    pub fn set_last_backup(&self, outcome: schedule::BackupOutcome) {
+    pub fn set_last_backup(&self, outcome: BackupOutcome) {
         *self.backup.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     }
 

@@ -11,8 +11,9 @@
 //! writes anything, so the vault file is byte-for-byte unchanged; a failure in pass 2
 //! drops the uncommitted transaction, so no record changes.
 
+use super::Progress;
 use super::format::{self, ReadError, ReadOrApply, Record};
-use super::{BackupReport, Progress};
+use crate::contract::BackupReport;
 use crate::error::{Error, Result};
 use crate::names::{self, ConnectionId};
 use crate::secret::Secret;

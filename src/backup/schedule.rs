@@ -26,13 +26,12 @@
 //! between the rename and the vault record leaves a complete backup file the vault does
 //! not know: reported as foreign, never deleted by retention.
 
-use super::BackupReport;
 use super::export::{EncryptTo, ExportOptions, export_file};
 use crate::config::{BackupConfig, Config};
+use crate::contract::{BackupOutcome, BackupReport};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::vault::backup_files::BackupFileRecord;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,25 +45,6 @@ const SUFFIX: &str = ".age";
 const STAMP: &str = "%Y%m%dT%H%M%SZ";
 /// Foreign file names listed in one warning; the rest are counted.
 const LISTED: usize = 3;
-
-/// The last scheduled backup, for `status`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BackupOutcome {
-    /// When it ran (Unix seconds).
-    pub at: i64,
-    pub ok: bool,
-    pub path: Option<String>,
-    /// Records written, when known.
-    pub records: Option<u64>,
-    /// What went wrong (never a secret).
-    pub error: Option<String>,
-    /// When the next one is due, when a scheduler runs.
-    pub next_at: Option<i64>,
-    /// What an operator should look at: files in the directory tokenvault did not write,
-    /// recorded backups that went missing or changed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
 
 /// Files in `dir` named like scheduled backups, sorted by name. Names only: the schedule
 /// does not trust them (see the module docs); this is for tools and tests.

@@ -3,7 +3,7 @@
 //! CLI, and travels to the engine (in-process or over the socket) as a `Secret`.
 
 use super::output::{fmt_in, fmt_time};
-use crate::apple::{AppleKeyView, AppleTokenView};
+use crate::contract::{AppleKeyView, AppleTokenView};
 use crate::engine::Request;
 use crate::error::Result;
 use clap::Subcommand;

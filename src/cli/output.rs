@@ -98,8 +98,8 @@ pub fn print(
         Response::Done { message } if !as_json => writeln!(out, "{message}"),
         Response::Connection(c) if as_json => json(out, c),
         Response::Connection(c) => show(out, c, now),
-        Response::Connections { connections } if as_json => json(out, connections),
-        Response::Connections { connections } => list(out, connections, now),
+        Response::Connections { connections, .. } if as_json => json(out, connections),
+        Response::Connections { connections, .. } => list(out, connections, now),
         Response::Tenants { tenants } if as_json => json(out, tenants),
         Response::Tenants { tenants } => tenant_list(out, tenants),
         Response::Clients { clients } if as_json => json(out, clients),
@@ -416,7 +416,7 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
     Ok(())
 }
 
-fn backup_report(out: &mut impl Write, r: &crate::backup::BackupReport) -> std::io::Result<()> {
+fn backup_report(out: &mut impl Write, r: &crate::contract::BackupReport) -> std::io::Result<()> {
     let verb = match r.action.as_str() {
         "export" => "exported to",
         "verify" => "verified",

@@ -271,6 +271,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Request::List {
                 filter,
                 status: status.map(|s| s.parse()).transpose()?,
+                limit: None,
+                after: None,
+                contains: None,
             }
         }
         Command::Remove { connection, revoke } => Request::Remove { connection, revoke },
@@ -438,7 +441,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
 /// README): 0 when nothing failed; otherwise the most severe failure's code: 6 when any
 /// connection needs re-authorisation or has a configuration error (someone must act),
 /// else 7 when a provider was unavailable (it will be retried), else 1.
-pub fn refresh_exit_code(results: &[crate::refresh::ops::RefreshResult]) -> i32 {
+pub fn refresh_exit_code(results: &[crate::contract::RefreshResult]) -> i32 {
     use crate::error::exit;
     let codes: Vec<i32> = results
         .iter()
@@ -645,7 +648,7 @@ pub async fn open_local(g: &Global) -> Result<Engine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refresh::ops::RefreshResult;
+    use crate::contract::RefreshResult;
 
     fn r(outcome: &str, code: Option<&str>, status: Option<Status>) -> RefreshResult {
         RefreshResult {

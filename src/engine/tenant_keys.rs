@@ -8,32 +8,16 @@
 //! compared in constant time. The full key is returned once, by `issue`, and never logged.
 
 use super::{Caller, Engine, Response, done};
+use crate::contract::{GrantView, TenantKeyView};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::secret::Secret;
 use crate::vault::crypto::{keyed_hash, random_bytes};
 use crate::vault::records::TenantKeyRecord;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 
 const HASH_LABEL: &[u8] = b"tokenvault tenant key v1";
 const PREFIX: &str = "tvk_";
-
-/// A tenant key's metadata, as `tenant key list` shows it. Never the key or its hash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TenantKeyView {
-    pub key_id: String,
-    pub tenant: String,
-    pub label: Option<String>,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GrantView {
-    pub uid: u32,
-    pub tenant: String,
-}
 
 fn hash(secret: &str) -> [u8; 32] {
     keyed_hash(HASH_LABEL, secret.as_bytes())

@@ -15,28 +15,12 @@
 //! meanwhile (the sealed record's nonce is compared before writing).
 
 use super::{Caller, Engine, Response, StatusEvent};
+use crate::contract::TestView;
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
 use crate::provider::ProviderKind;
 use crate::provider::oauth::{self, CallError};
 use crate::vault::records::Status;
-use serde::{Deserialize, Serialize};
-
-/// A successful `test`: the provider accepted the token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TestView {
-    pub connection: String,
-    /// Always true in an answer: a rejection is the error `needs_reauth`.
-    pub valid: bool,
-    /// The validation endpoint, without its query (`scheme://host/path`).
-    pub endpoint: String,
-    /// What it answered (2xx); `None` for Apple Music's check.
-    pub http_status: Option<u16>,
-    /// Whether the access token had expired and was refreshed before the check.
-    pub refreshed: bool,
-    /// The connection's status after the check.
-    pub status: Status,
-}
 
 /// `scheme://host[:port]/path` of `url`: what messages and answers may name.
 fn endpoint_of(url: &str) -> String {

@@ -5,6 +5,7 @@
 
 use super::connection::{self, GRANT_MARKER, Trigger};
 use super::scheduler::HostLimits;
+use crate::contract::{DeviceStartView, RefreshResult};
 use crate::engine::{Caller, ConnectionView, Engine, Response, StatusEvent};
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
@@ -14,39 +15,10 @@ use crate::secret::Secret;
 use crate::token::TokenResponse;
 use crate::vault::records::{ConnectionRecord, Status};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 /// Concurrent refreshes of one `refresh --due` / `--tenant` pass (all hosts); each host
 /// is further held to `[scheduler] per_host_concurrency`.
 const PASS_CONCURRENCY: usize = 16;
-
-/// The outcome of refreshing one connection in a `refresh` command.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RefreshResult {
-    pub connection: String,
-    /// `refreshed`, `skipped` (rate limit / not due) or `failed`
-    pub outcome: String,
-    pub status: Option<Status>,
-    pub expires_at: Option<i64>,
-    /// Why it failed or was skipped; never a secret.
-    pub reason: Option<String>,
-    /// For a failure: the protocol error code (`needs_reauth`, `config_error`,
-    /// `provider_unavailable`, …) the CLI turns into its exit code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-}
-
-/// What `connect --flow device` shows the user (RFC 8628 §3.2). The device code goes back
-/// to the engine with each poll.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeviceStartView {
-    pub user_code: String,
-    pub verification_uri: String,
-    pub verification_uri_complete: Option<String>,
-    pub expires_in: u64,
-    pub interval: Option<u64>,
-    pub device_code: Secret,
-}
 
 /// Expiry and due time for a token of `id`'s provider received now.
 pub fn plan_for(

@@ -23,7 +23,7 @@
 
 use super::admission::{Admission, Limits, Slot, Standing};
 use super::peer::{self, Identity};
-use super::protocol::{self, MAX_LINE};
+use crate::contract::framing::{self as protocol, MAX_LINE};
 use crate::engine::{Engine, Request, Response};
 use crate::error::{Error, Result};
 use serde_json::Value;

@@ -1,7 +1,8 @@
 //! The daemon (SPEC §6): `serve` unlocks the vault, runs the refresh scheduler, and
 //! answers newline-delimited JSON requests on a Unix socket.
 //!
-//! - [`protocol`]: framing and decoding (never panics, property-tested).
+//! The framing (one JSON object per line) is `contract::framing`, shared with the client.
+//!
 //! - [`peer`]: who is asking: SO_PEERCRED uid → admin / granted tenant / nobody.
 //! - [`admission`]: connection caps: per uid, in all, a reserve for admins, and a share
 //!   for connections not yet authorised (pure rule + counts).
@@ -19,7 +20,6 @@ pub mod daemon;
 pub mod listener;
 pub mod metrics_http;
 pub mod peer;
-pub mod protocol;
 pub mod runtime_dir;
 
 pub use daemon::{ServeOptions, serve};

@@ -884,13 +884,31 @@ macro_rules! read_api {
         pub fn for_each_connection(
             &self,
             prefix: &str,
+            f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
+        ) -> Result<()> {
+            self.for_each_connection_after(prefix, None, f)
+        }
+
+        /// Streams connections under `prefix` whose key sorts after `after` (exclusive), in
+        /// key order; `f` returns false to stop. A page of `list` starts here.
+        pub fn for_each_connection_after(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
             mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
         ) -> Result<()> {
             self.guard.run(|| {
                 let t = self.txn.open_table(CONNECTIONS)?;
-                for e in t.range::<&str>(prefix..)? {
+                let start = match after {
+                    Some(a) if a > prefix => a,
+                    _ => prefix,
+                };
+                for e in t.range::<&str>(start..)? {
                     let (k, v) = e?;
                     let key = k.value();
+                    if after == Some(key) {
+                        continue;
+                    }
                     if !key.starts_with(prefix) {
                         break;
                     }

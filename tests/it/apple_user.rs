@@ -134,7 +134,7 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     assert_eq!(v.attempts, 1);
     assert!(v.due_at.unwrap() <= clock.get() + 60);
     assert_eq!(
-        events.try_recv().unwrap(),
+        events.try_recv().unwrap().as_status().unwrap(),
         StatusEvent {
             connection: conn.into(),
             from: Some(Status::Connected),
@@ -154,7 +154,10 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     e.validate_apple_connection(&admin(), conn).await.unwrap();
     let v = show(&e);
     assert_eq!((v.status, v.attempts), (Status::Connected, 0));
-    assert_eq!(events.try_recv().unwrap().to, Some(Status::Connected));
+    assert_eq!(
+        events.try_recv().unwrap().as_status().unwrap().to,
+        Some(Status::Connected)
+    );
 
     // 401 and 403: needs_reauth, not scheduled again, `get` refuses the token
     for code in [401u16, 403] {

@@ -215,7 +215,7 @@ fn truncation_at_every_chunk_boundary_is_detected() {
     }
 }
 
-fn verify_bytes(s: &Setup, bytes: &[u8]) -> tokenvault::Result<tokenvault::backup::BackupReport> {
+fn verify_bytes(s: &Setup, bytes: &[u8]) -> tokenvault::Result<tokenvault::contract::BackupReport> {
     let p = s.target_dir.path().join("v.age");
     std::fs::write(&p, bytes).unwrap();
     verify(&p, &unlock_identity(&s.id_text), false)

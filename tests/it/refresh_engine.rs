@@ -239,10 +239,13 @@ async fn rate_limit_waits_retry_after_without_counting_an_attempt() {
     let rec = record(&engine, CONN);
     assert_eq!((rec.status, rec.attempts), (Status::Connected, 0));
     // the 429 showed as token_expired (the token had expired), then recovery
-    let ev = events.try_recv().unwrap();
+    let ev = events.try_recv().unwrap().as_status().unwrap();
     assert_eq!(ev.to, Some(Status::TokenExpired));
     assert!(ev.reason.unwrap().contains("429"));
-    assert_eq!(events.try_recv().unwrap().to, Some(Status::Connected));
+    assert_eq!(
+        events.try_recv().unwrap().as_status().unwrap().to,
+        Some(Status::Connected)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -183,7 +183,7 @@ pub async fn token(e: &Engine, caller: &Caller, tenant: &str) -> tokenvault::Res
     }
 }
 
-pub async fn keys(e: &Engine, tenant: &str) -> Vec<tokenvault::apple::AppleKeyView> {
+pub async fn keys(e: &Engine, tenant: &str) -> Vec<tokenvault::contract::AppleKeyView> {
     match e
         .handle(
             &admin(),
@@ -199,7 +199,7 @@ pub async fn keys(e: &Engine, tenant: &str) -> Vec<tokenvault::apple::AppleKeyVi
     }
 }
 
-pub fn key_state(keys: &[tokenvault::apple::AppleKeyView], key_id: &str) -> String {
+pub fn key_state(keys: &[tokenvault::contract::AppleKeyView], key_id: &str) -> String {
     keys.iter()
         .find(|k| k.key_id == key_id)
         .map(|k| k.state.clone())

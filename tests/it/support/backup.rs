@@ -9,7 +9,8 @@
 use super::*;
 use std::collections::BTreeMap;
 use tokenvault::Request;
-use tokenvault::backup::{BackupReport, Unlock};
+use tokenvault::backup::Unlock;
+use tokenvault::contract::BackupReport;
 use tokenvault::engine::Response;
 use tokenvault::vault::crypto::Sealed;
 use tokenvault::vault::records::*;

@@ -8,7 +8,7 @@
 //! error messages never quote the request line back, so a mistyped secret cannot end up
 //! in a log through them.
 
-use crate::engine::{Request, Response};
+use super::{Request, Response};
 use crate::error::Error;
 use serde_json::{Map, Value};
 
