@@ -26,6 +26,9 @@
 //!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
+//! - [`tui`]: `tokenvault tui`, the operator's console: pure `App` state and `Action`s,
+//!   drawing generic over ratatui's `Backend`, the event loop; reaches the product only
+//!   through `Request`s on a `tui::Link` (SPEC §10).
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -64,6 +67,7 @@ pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod tui;
 pub mod vault;
 pub mod webhook;
 
