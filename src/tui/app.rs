@@ -20,8 +20,8 @@
 //! connection.
 
 use crate::contract::{
-    AppleKeyView, BackupReport, ConnectionView, Event, EventKind, RefreshResult, Request,
-    Response, StatusView,
+    AppleKeyView, BackupReport, ConnectionView, Event, EventKind, RefreshResult, Request, Response,
+    StatusView,
 };
 use crate::vault::records::{AuditRecord, Status};
 
@@ -129,7 +129,10 @@ pub enum Action {
     /// A live event (from `watch`, or the local bus).
     Event(Event),
     /// Export progress: records written of `total`.
-    Progress { done: u64, total: u64 },
+    Progress {
+        done: u64,
+        total: u64,
+    },
     /// The live event stream failed or ended: the UI goes on, refreshing on its tick.
     WatchLost(String),
 }
@@ -139,14 +142,27 @@ pub enum Action {
 pub enum Tag {
     Status,
     /// A page of the connections list of generation `round` (older generations are dropped).
-    Page { round: u64 },
-    Show { connection: String },
-    ShowAudit { connection: String },
-    Tenants { round: u64 },
-    AppleKeys { round: u64, tenant: String },
+    Page {
+        round: u64,
+    },
+    Show {
+        connection: String,
+    },
+    ShowAudit {
+        connection: String,
+    },
+    Tenants {
+        round: u64,
+    },
+    AppleKeys {
+        round: u64,
+        tenant: String,
+    },
     /// A change asked for by a key (refresh, remove, add, activate, retire).
     Change(Change),
-    AppleToken { tenant: String },
+    AppleToken {
+        tenant: String,
+    },
     /// The report of an export or a verify.
     Backup,
     Audit,
@@ -165,7 +181,10 @@ pub enum Change {
 #[derive(Debug)]
 pub enum Effect {
     /// Send `req`; answer with `Action::Answer { tag, .. }`.
-    Call { tag: Tag, req: Request },
+    Call {
+        tag: Tag,
+        req: Request,
+    },
     /// `apple key add`: the loop reads the `.p8` at `p8_path` and sends `AppleKeyAdd`
     /// (`Tag::Change(Change::AppleKey)`).
     AddAppleKey {
@@ -183,7 +202,10 @@ pub enum Effect {
     },
     /// `backup verify`: the loop reads the identity file and sends `BackupVerify`
     /// (`Tag::Backup`).
-    Verify { path: String, identity_path: String },
+    Verify {
+        path: String,
+        identity_path: String,
+    },
     Quit,
 }
 
@@ -338,9 +360,18 @@ pub struct Confirm {
 /// What a confirmation does on `y`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    Remove { connection: String },
-    Activate { tenant: String, key_id: String },
-    Retire { tenant: String, key_id: String, force: bool },
+    Remove {
+        connection: String,
+    },
+    Activate {
+        tenant: String,
+        key_id: String,
+    },
+    Retire {
+        tenant: String,
+        key_id: String,
+        force: bool,
+    },
 }
 
 /// A form of one or more lines edited like a shell line.
@@ -363,6 +394,8 @@ pub enum PromptKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     pub label: &'static str,
+    /// What to type, shown under the field.
+    pub hint: &'static str,
     pub value: String,
     /// Cursor position in chars.
     pub cursor: usize,
@@ -373,9 +406,15 @@ impl Field {
         let value = value.into();
         Field {
             label,
+            hint: "",
             cursor: value.chars().count(),
             value,
         }
+    }
+
+    fn hint(mut self, hint: &'static str) -> Field {
+        self.hint = hint;
+        self
     }
 
     fn byte_at(&self, char_idx: usize) -> usize {
@@ -571,10 +610,10 @@ impl App {
             Key::Esc => {
                 if !self.conns.filter.is_empty() {
                     self.conns.filter.clear();
-                    self.reload_connections(fx);
+                    self.refilter(fx);
                 } else if self.conns.status.is_some() {
                     self.conns.status = None;
-                    self.reload_connections(fx);
+                    self.refilter(fx);
                 }
             }
             Key::Char(c @ '1'..='4') => {
@@ -713,7 +752,11 @@ impl App {
     }
 
     fn connections_key(&mut self, k: Key, fx: &mut Vec<Effect>) {
-        let selected = self.conns.rows.get(self.conns.sel).map(|r| r.connection.clone());
+        let selected = self
+            .conns
+            .rows
+            .get(self.conns.sel)
+            .map(|r| r.connection.clone());
         match k {
             Key::Char('/') => {
                 self.dialog = Some(Dialog::Prompt(Prompt {
@@ -725,7 +768,7 @@ impl App {
             }
             Key::Char('s') => {
                 self.conns.status = next_status(self.conns.status);
-                self.reload_connections(fx);
+                self.refilter(fx);
             }
             Key::Char('r') => {
                 let Some(connection) = selected else { return };
@@ -775,10 +818,14 @@ impl App {
                     kind: PromptKind::AddKey,
                     title: "Add an Apple Music signing key",
                     fields: vec![
-                        Field::new("tenant", self.key_tenant().unwrap_or_default()),
-                        Field::new("Team ID", ""),
-                        Field::new("Key ID", ""),
-                        Field::new(".p8 file", ""),
+                        Field::new("tenant", self.key_tenant().unwrap_or_default())
+                            .hint("the tenant that owns the key"),
+                        Field::new("Team ID", "")
+                            .hint("10 characters, from your Apple developer account"),
+                        Field::new("Key ID", "")
+                            .hint("10 characters; also in the name AuthKey_KEYID.p8"),
+                        Field::new(".p8 file", "")
+                            .hint("path of the private key file downloaded from Apple"),
                     ],
                     focus: if self.key_tenant().is_some() { 1 } else { 0 },
                 }));
@@ -872,12 +919,11 @@ impl App {
                     kind: PromptKind::Export,
                     title: "Export an encrypted backup",
                     fields: vec![
-                        Field::new("file", path),
-                        Field::new("recipients", self.info.recipients.join(" ")),
-                        Field::new(
-                            "tenant (empty: all)",
-                            self.info.tenant.clone().unwrap_or_default(),
-                        ),
+                        Field::new("file", path).hint("where to write the age file"),
+                        Field::new("recipients", self.info.recipients.join(" "))
+                            .hint("age1… recipients, separated by spaces"),
+                        Field::new("tenant", self.info.tenant.clone().unwrap_or_default())
+                            .hint("one tenant, or empty for the whole vault"),
                     ],
                     focus: 0,
                 }));
@@ -892,7 +938,11 @@ impl App {
                 self.dialog = Some(Dialog::Prompt(Prompt {
                     kind: PromptKind::Verify,
                     title: "Verify a backup file",
-                    fields: vec![Field::new("file", path), Field::new("identity file", "")],
+                    fields: vec![
+                        Field::new("file", path).hint("the age backup file"),
+                        Field::new("identity file", "")
+                            .hint("an age identity file (AGE-SECRET-KEY-1…, from age-keygen)"),
+                    ],
                     focus: 0,
                 }));
             }
@@ -971,7 +1021,7 @@ impl App {
             Key::Esc => {
                 if p.kind == PromptKind::Filter && !self.conns.filter.is_empty() {
                     self.conns.filter.clear();
-                    self.reload_connections(fx);
+                    self.refilter(fx);
                 }
                 return;
             }
@@ -986,7 +1036,7 @@ impl App {
                 if f.edit(k) && p.kind == PromptKind::Filter {
                     // the filter follows each keystroke
                     self.conns.filter = f.value.clone();
-                    self.reload_connections(fx);
+                    self.refilter(fx);
                 }
             }
         }
@@ -1092,6 +1142,13 @@ impl App {
         }
     }
 
+    /// The filter changed: the list starts over, with the selection on its first row.
+    fn refilter(&mut self, fx: &mut Vec<Effect>) {
+        self.conns.sel = 0;
+        self.conns.top = 0;
+        self.reload_connections(fx);
+    }
+
     /// Asks for the list again from its start (filter changed, connections added). The
     /// rows on screen stay until the first page arrives.
     fn reload_connections(&mut self, fx: &mut Vec<Effect>) {
@@ -1104,7 +1161,9 @@ impl App {
         c.stale = false;
         c.to_end = false;
         fx.push(Effect::Call {
-            tag: Tag::Page { round: self.conns.round },
+            tag: Tag::Page {
+                round: self.conns.round,
+            },
             req: self.list_request(None),
         });
     }
@@ -1120,7 +1179,9 @@ impl App {
         if near || c.to_end {
             self.conns.loading = true;
             fx.push(Effect::Call {
-                tag: Tag::Page { round: self.conns.round },
+                tag: Tag::Page {
+                    round: self.conns.round,
+                },
                 req: self.list_request(Some(after)),
             });
         }
@@ -1136,7 +1197,9 @@ impl App {
                 self.ask_keys(&t, fx);
             }
             None => fx.push(Effect::Call {
-                tag: Tag::Tenants { round: self.keys.round },
+                tag: Tag::Tenants {
+                    round: self.keys.round,
+                },
                 req: Request::TenantList,
             }),
         }
@@ -1303,7 +1366,7 @@ impl App {
                 };
                 drop(v);
                 self.note = Some(Note::Info(format!(
-                    "developer token of {}: signed with {}, valid until {}",
+                    "developer token of {}: key {}, valid until {}",
                     info.tenant,
                     info.key_id,
                     crate::vault::records::fmt_unix(info.expires_at)
@@ -1329,7 +1392,10 @@ impl App {
                 records.reverse();
                 records.truncate(AUDIT_TAIL);
                 self.audit.records = records;
-                self.audit.sel = self.audit.sel.min(self.audit.records.len().saturating_sub(1));
+                self.audit.sel = self
+                    .audit
+                    .sel
+                    .min(self.audit.records.len().saturating_sub(1));
                 self.keep_visible();
                 if self.audit.stale {
                     self.reload_audit(fx);

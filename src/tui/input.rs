@@ -67,11 +67,23 @@ mod tests {
         let none = KeyModifiers::NONE;
         let cases = [
             (press(KeyCode::Char('q'), none), Some(Key::Char('q'))),
-            (press(KeyCode::Char('G'), KeyModifiers::SHIFT), Some(Key::Char('G'))),
-            (press(KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Key::Ctrl('c'))),
-            (press(KeyCode::Char('U'), KeyModifiers::CONTROL), Some(Key::Ctrl('u'))),
+            (
+                press(KeyCode::Char('G'), KeyModifiers::SHIFT),
+                Some(Key::Char('G')),
+            ),
+            (
+                press(KeyCode::Char('c'), KeyModifiers::CONTROL),
+                Some(Key::Ctrl('c')),
+            ),
+            (
+                press(KeyCode::Char('U'), KeyModifiers::CONTROL),
+                Some(Key::Ctrl('u')),
+            ),
             (press(KeyCode::Tab, KeyModifiers::SHIFT), Some(Key::BackTab)),
-            (press(KeyCode::BackTab, KeyModifiers::SHIFT), Some(Key::BackTab)),
+            (
+                press(KeyCode::BackTab, KeyModifiers::SHIFT),
+                Some(Key::BackTab),
+            ),
             (press(KeyCode::PageDown, none), Some(Key::PageDown)),
             (press(KeyCode::F(5), none), None),
         ];

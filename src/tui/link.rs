@@ -113,7 +113,10 @@ pub fn bus_events(rx: tokio::sync::broadcast::Receiver<Event>, tenant: Option<St
                         return Some((Ok(ev), rx));
                     }
                     Err(RecvError::Lagged(missed)) => {
-                        let ev = Event::new(chrono::Utc::now().timestamp(), EventKind::Lagged { missed });
+                        let ev = Event::new(
+                            chrono::Utc::now().timestamp(),
+                            EventKind::Lagged { missed },
+                        );
                         return Some((Ok(ev), rx));
                     }
                     Err(RecvError::Closed) => return None,

@@ -16,6 +16,9 @@ pub mod link;
 pub mod run;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use app::{Action, App, Effect, Key, LinkInfo, Tab};
 pub use link::{EngineLink, Link};
 pub use run::{Options, run_terminal};

@@ -45,18 +45,24 @@ fn now() -> i64 {
 /// Reads a small text file the user named at a prompt (a `.p8`, an age identity) into a
 /// `Secret`. The message names the field, not the typed path.
 fn read_text_file(path: &str, what: &'static str) -> Result<Secret> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::io(format!("cannot read the {what} file given at the prompt"), e))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::io(
+            format!("cannot read the {what} file given at the prompt"),
+            e,
+        )
+    })?;
     if meta.len() > 64 * 1024 {
         return Err(Error::invalid(
             what,
             "the file given at the prompt is larger than 64 KiB; is it the right file?",
         ));
     }
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read the {what} file given at the prompt"), e))?,
-    );
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
+        Error::io(
+            format!("cannot read the {what} file given at the prompt"),
+            e,
+        )
+    })?);
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::invalid(what, "the file given at the prompt is not UTF-8 text"))?;
     Ok(Secret::new(text))
@@ -128,7 +134,10 @@ pub async fn perform(
             path,
             identity_path,
         } => {
-            let result = match (absolute(&path), read_text_file(&identity_path, "age identity")) {
+            let result = match (
+                absolute(&path),
+                read_text_file(&identity_path, "age identity"),
+            ) {
                 (Ok(path), Ok(identity)) => {
                     link.call(Request::BackupVerify {
                         path,

@@ -8,9 +8,7 @@
 //! Colour is decoration only: every status is also written as its word, and with
 //! `NO_COLOR` ([`App::color`] false) only bold/reverse/underline are used.
 
-use super::app::{
-    App, ConnDetails, Dialog, Field, Note, Prompt, PromptKind, Row as ConnRow, Tab,
-};
+use super::app::{App, ConnDetails, Dialog, Field, Note, Prompt, PromptKind, Row as ConnRow, Tab};
 use crate::contract::{AppleKeyView, BackupReport};
 use crate::vault::records::{AuditRecord, Status};
 use ratatui::Frame;
@@ -39,9 +37,7 @@ impl Theme {
             Status::Connected => self.fg(Color::Green),
             Status::Retrying => self.fg(Color::Yellow),
             Status::TokenExpired => self.fg(Color::Magenta).add_modifier(Modifier::BOLD),
-            Status::NeedsReauth | Status::Error => {
-                self.fg(Color::Red).add_modifier(Modifier::BOLD)
-            }
+            Status::NeedsReauth | Status::Error => self.fg(Color::Red).add_modifier(Modifier::BOLD),
             Status::Disconnected => self.fg(Color::DarkGray),
         }
     }
@@ -168,6 +164,17 @@ fn tail(s: &str, w: usize) -> String {
     format!("…{keep}")
 }
 
+/// `47.1 KiB`
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -175,57 +182,87 @@ fn yes_no(b: bool) -> &'static str {
 // ---- header, tabs, footer ----------------------------------------------------------------
 
 fn draw_header(f: &mut Frame, app: &App, t: Theme, area: Rect) {
-    let [line1, line2] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
-    let clock = utc(app.now, "%H:%M:%S UTC");
+    let [line1, line2] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let next = match app.status.as_ref().map(|s| s.next_due) {
+        None => String::new(),
+        Some(None) => "no refresh due  ".to_owned(),
+        Some(Some(d)) if d <= app.now => "next refresh now  ".to_owned(),
+        Some(Some(d)) => format!("next refresh in {}  ", span(d - app.now)),
+    };
+    let clock = format!("{next}{}", utc(app.now, "%H:%M:%S UTC"));
     let [left, right] = Layout::horizontal([
         Constraint::Min(0),
-        Constraint::Length(clock.chars().count() as u16),
+        Constraint::Length(clock.chars().count() as u16 + 2),
     ])
     .areas(line1);
-    let fixed = "tokenvault  ".chars().count() + 2 + app.info.caller.chars().count() + 1;
+    let fixed = "tokenvault  ".chars().count() + 2 + app.info.caller.chars().count();
     let room = usize::from(left.width).saturating_sub(fixed);
     let head = Line::from(vec![
         Span::styled("tokenvault", t.title()),
         Span::raw("  "),
         Span::raw(tail(&app.info.place, room)),
         Span::raw("  "),
-        Span::styled(app.info.caller.clone(), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(
+            app.info.caller.clone(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
     ]);
     f.render_widget(Paragraph::new(head), left);
-    f.render_widget(Paragraph::new(clock), right);
+    f.render_widget(Paragraph::new(Line::from(clock).right_aligned()), right);
+    f.render_widget(
+        Paragraph::new(Line::from(counts(app, t, line2.width))),
+        line2,
+    );
+}
 
-    let mut spans = Vec::new();
-    match &app.status {
-        None => spans.push(Span::styled("reading status…", t.dim())),
-        Some(s) => {
-            spans.push(Span::raw(format!("{} connections", s.connections)));
-            for st in Status::ALL {
-                let n = s.by_status.get(st.as_str()).copied().unwrap_or(0);
-                if n > 0 {
-                    spans.push(Span::raw("  "));
-                    spans.push(Span::styled(format!("{n} {}", st.as_str()), t.status(st)));
-                }
-            }
-            spans.push(Span::raw("  │ next refresh "));
-            match s.next_due {
-                None => spans.push(Span::raw("-")),
-                Some(d) => {
-                    spans.push(Span::raw(if d <= app.now {
-                        "now".to_owned()
-                    } else {
-                        format!("in {}", span(d - app.now))
-                    }));
-                    if let Some(c) = &s.next_due_connection {
-                        spans.push(Span::styled(format!(" {c}"), t.dim()));
-                    }
-                }
-            }
+/// The header's second line: counts per status (as words), then, as room allows, the
+/// total and the connection refreshed next.
+fn counts(app: &App, t: Theme, width: u16) -> Vec<Span<'static>> {
+    let width = usize::from(width);
+    let Some(s) = &app.status else {
+        return vec![Span::styled("reading status…", t.dim())];
+    };
+    let mut items: Vec<Span> = Status::ALL
+        .iter()
+        .filter_map(|st| {
+            let n = s.by_status.get(st.as_str()).copied().unwrap_or(0);
+            (n > 0).then(|| Span::styled(format!("{n} {}", st.as_str()), t.status(*st)))
+        })
+        .collect();
+    if !app.live {
+        items.insert(0, Span::styled("not live", t.error()));
+    }
+    let len = |items: &[Span], sep: usize| {
+        items
+            .iter()
+            .map(|i| i.content.chars().count())
+            .sum::<usize>()
+            + sep * items.len().saturating_sub(1)
+    };
+    let total = Span::raw(format!("{} connections:", s.connections));
+    let sep = if len(&items, 2) + total.content.chars().count() + 2 <= width {
+        items.insert(0, total);
+        2
+    } else if len(&items, 2) <= width {
+        2
+    } else {
+        1
+    };
+    if let Some(c) = &s.next_due_connection {
+        let next = Span::styled(format!("│ next: {c}"), t.dim());
+        if len(&items, sep) + sep + next.content.chars().count() <= width {
+            items.push(next);
         }
     }
-    if !app.live {
-        spans.push(Span::styled("  │ not live", t.error()));
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(Span::raw(" ".repeat(sep)));
+        }
+        out.push(item);
     }
-    f.render_widget(Paragraph::new(Line::from(spans)), line2);
+    out
 }
 
 fn draw_tabs(f: &mut Frame, app: &App, t: Theme, area: Rect) {
@@ -244,28 +281,27 @@ fn draw_tabs(f: &mut Frame, app: &App, t: Theme, area: Rect) {
 fn hints(app: &App) -> &'static str {
     match &app.dialog {
         Some(Dialog::Prompt(p)) if p.fields.len() > 1 => {
-            "type · ←/→ move · Ctrl-U clear · Tab/Enter next field · Enter on the last accepts · Esc cancel"
+            "←/→ move  Ctrl-U clear  Tab next field  Enter next / accept  Esc cancel"
         }
-        Some(Dialog::Prompt(_)) => "type · ←/→ move · Ctrl-U clear · Enter accept · Esc cancel",
-        Some(Dialog::Confirm(_)) => "y yes · n no",
-        Some(_) => "Esc/q close · Ctrl-C quit",
+        Some(Dialog::Prompt(_)) => "←/→ move  Ctrl-U clear  Enter accept  Esc cancel",
+        Some(Dialog::Confirm(_)) => "y yes  n no",
+        Some(_) => "Esc/q close  Ctrl-C quit",
         None => match app.tab {
             Tab::Connections => {
-                "/ filter · s status · Enter details · r refresh · R refresh due · d remove · ? help · q quit"
+                "/ filter  s status  Enter details  r refresh  R due  d remove  ? help  q quit"
             }
             Tab::AppleKeys => {
-                "Enter details · a add · A activate · x retire · r renew token · ? help · q quit"
+                "Enter details  a add  A activate  x retire  r renew token  ? help  q quit"
             }
-            Tab::Backups => "e export · v verify · Enter last result · ? help · q quit",
-            Tab::Audit => "j/k move · g/G first/last · ? help · q quit",
+            Tab::Backups => "e export  v verify  Enter last result  ? help  q quit",
+            Tab::Audit => "j/k move  g/G first/last  Tab next tab  ? help  q quit",
         },
     }
 }
 
 fn draw_footer(f: &mut Frame, app: &App, t: Theme, area: Rect) {
     let n = app.note_lines();
-    let [note, keys] =
-        Layout::vertical([Constraint::Length(n), Constraint::Length(1)]).areas(area);
+    let [note, keys] = Layout::vertical([Constraint::Length(n), Constraint::Length(1)]).areas(area);
     if let Some(msg) = &app.note {
         let (text, style) = match msg {
             Note::Info(m) => (m, t.info()),
@@ -368,15 +404,19 @@ fn conn_row(r: &ConnRow, now: i64, t: Theme) -> Row<'static> {
 fn draw_keys(f: &mut Frame, app: &App, t: Theme, area: Rect) {
     let k = &app.keys;
     let mut block = body_block(
-        format!(" Apple keys · {} keys of {} tenants ", k.rows.len(), k.tenants.len()),
+        format!(
+            " Apple keys · {} keys of {} tenants ",
+            k.rows.len(),
+            k.tenants.len()
+        ),
         t,
     );
     if let Some(tok) = &k.token {
         block = block.title_bottom(Line::from(format!(
-            " developer token of {}: signed with {}, valid until {} ",
+            " developer token of {}: key {}, until {} UTC ",
             tok.tenant,
             tok.key_id,
-            date_time(tok.expires_at)
+            utc(tok.expires_at, "%Y-%m-%d %H:%M")
         )));
     }
     let inner = block.inner(area);
@@ -419,8 +459,15 @@ fn draw_keys(f: &mut Frame, app: &App, t: Theme, area: Rect) {
         ],
     )
     .header(
-        Row::new(["TENANT", "KEY ID", "TEAM ID", "STATE", "ADDED", "LAST TOKEN"])
-            .style(t.heading()),
+        Row::new([
+            "TENANT",
+            "KEY ID",
+            "TEAM ID",
+            "STATE",
+            "ADDED",
+            "LAST TOKEN",
+        ])
+        .style(t.heading()),
     );
     f.render_widget(table, inner);
 }
@@ -498,10 +545,13 @@ fn report_lines(r: &BackupReport) -> Vec<Line<'static>> {
         Line::from(format!(
             "taken    {} · {}",
             date_time(r.created_at),
-            r.tenant.as_deref().map(|t| format!("tenant {t}")).unwrap_or_else(|| "all tenants".into())
+            r.tenant
+                .as_deref()
+                .map(|t| format!("tenant {t}"))
+                .unwrap_or_else(|| "all tenants".into())
         )),
         Line::from(format!("records  {} ({counts})", r.records)),
-        Line::from(format!("bytes    {}", r.bytes)),
+        Line::from(format!("bytes    {} ({})", r.bytes, size(r.bytes))),
         Line::from(format!("sha256   {}", r.sha256)),
     ];
     out.extend(r.notes.iter().map(|n| Line::from(format!("note     {n}"))));
@@ -514,7 +564,11 @@ fn draw_audit(f: &mut Frame, app: &App, t: Theme, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     if a.records.is_empty() {
-        let msg = if a.loaded { "no audit records in the last 7 days" } else { "loading…" };
+        let msg = if a.loaded {
+            "no audit records in the last 7 days"
+        } else {
+            "loading…"
+        };
         f.render_widget(Paragraph::new(msg).style(t.dim()), inner);
         return;
     }
@@ -588,7 +642,7 @@ fn draw_dialog(f: &mut Frame, app: &App, t: Theme, d: &Dialog) {
     };
     match d {
         Dialog::Help => {
-            let inner = popup(f, t, centred(screen, 78, 24), "Keys (Esc closes)");
+            let inner = popup(f, t, centred(screen, 80, 24), "Keys (Esc closes)");
             f.render_widget(Paragraph::new(help_text(t)), inner);
         }
         Dialog::Connection(c) => {
@@ -618,7 +672,11 @@ fn draw_dialog(f: &mut Frame, app: &App, t: Theme, d: &Dialog) {
         }
         Dialog::Prompt(p) => draw_prompt(f, t, room, p),
         Dialog::Backup(r) => {
-            let title = if r.action == "verify" { "Backup verified" } else { "Backup written" };
+            let title = if r.action == "verify" {
+                "Backup verified"
+            } else {
+                "Backup written"
+            };
             let inner = popup(f, t, centred(room, 90, 11 + r.notes.len() as u16), title);
             f.render_widget(
                 Paragraph::new(report_lines(r)).wrap(Wrap { trim: false }),
@@ -628,30 +686,22 @@ fn draw_dialog(f: &mut Frame, app: &App, t: Theme, d: &Dialog) {
     }
 }
 
-fn field_line(label_w: usize, field: &Field, focused: bool, width: usize, t: Theme) -> Line<'static> {
-    let label = format!("{:>label_w$}: ", field.label);
-    let room = width.saturating_sub(label_w + 4).max(1);
-    // keep the cursor in view: show the part of the value around it
-    let start = field.cursor.saturating_sub(room.saturating_sub(1));
-    let shown: String = field.value.chars().skip(start).take(room).collect();
-    let marker = if focused { "> " } else { "  " };
-    Line::from(vec![
-        Span::styled(marker.to_owned(), t.title()),
-        Span::styled(label, Style::new().add_modifier(Modifier::BOLD)),
-        Span::styled(
-            shown,
-            if focused {
-                Style::new().add_modifier(Modifier::UNDERLINED)
-            } else {
-                Style::new()
-            },
-        ),
-    ])
+/// The part of `field`'s value shown in `room` columns: from the start, or around the
+/// cursor while the field is being edited; and the cursor's column in it.
+fn visible(field: &Field, focused: bool, room: usize) -> (String, usize) {
+    let room = room.max(1);
+    let start = if focused {
+        field.cursor.saturating_sub(room - 1)
+    } else {
+        0
+    };
+    let shown = field.value.chars().skip(start).take(room).collect();
+    (shown, field.cursor - start.min(field.cursor))
 }
 
 fn draw_prompt(f: &mut Frame, t: Theme, room: Rect, p: &Prompt) {
-    let h = p.fields.len() as u16 * 2 + 2;
-    let area = if p.kind == PromptKind::Filter {
+    let filter = p.kind == PromptKind::Filter;
+    let area = if filter {
         // the filter sits above the footer so the list stays visible while typing
         Rect {
             y: room.y + room.height.saturating_sub(3),
@@ -659,28 +709,55 @@ fn draw_prompt(f: &mut Frame, t: Theme, room: Rect, p: &Prompt) {
             ..room
         }
     } else {
-        centred(room, 90, h + 1)
+        centred(room, 90, p.fields.len() as u16 * 2 + 2)
     };
     let inner = popup(f, t, area, p.title);
-    let label_w = p.fields.iter().map(|x| x.label.chars().count()).max().unwrap_or(0);
+    let label_w = p
+        .fields
+        .iter()
+        .map(|x| x.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    // "> " + label + ": "
+    let value_x = 2 + label_w + 2;
+    let value_room = usize::from(inner.width).saturating_sub(value_x + 1);
     let mut lines = Vec::new();
+    let mut cursor = None;
     for (i, field) in p.fields.iter().enumerate() {
-        lines.push(field_line(label_w, field, i == p.focus, usize::from(inner.width), t));
-        if p.kind != PromptKind::Filter {
-            lines.push(Line::from(""));
+        let focused = i == p.focus;
+        let (shown, col) = visible(field, focused, value_room);
+        if focused {
+            cursor = Some((value_x + col, lines.len()));
+        }
+        lines.push(Line::from(vec![
+            Span::styled(if focused { "> " } else { "  " }, t.title()),
+            Span::styled(
+                format!("{:>label_w$}: ", field.label),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                shown,
+                if focused {
+                    Style::new().add_modifier(Modifier::UNDERLINED)
+                } else {
+                    Style::new()
+                },
+            ),
+        ]));
+        if !filter {
+            lines.push(Line::styled(
+                format!("{:value_x$}{}", "", field.hint),
+                t.dim(),
+            ));
         }
     }
     f.render_widget(Paragraph::new(lines), inner);
     // the terminal's own cursor sits where typing goes
-    if let Some(field) = p.fields.get(p.focus) {
-        let room_w = usize::from(inner.width).saturating_sub(label_w + 4).max(1);
-        let col = field.cursor.min(room_w.saturating_sub(1));
-        let step = if p.kind == PromptKind::Filter { 1 } else { 2 };
-        let x = inner.x + (2 + label_w + 2 + col) as u16;
-        let y = inner.y + (p.focus * step) as u16;
-        if x < inner.x + inner.width && y < inner.y + inner.height {
-            f.set_cursor_position((x, y));
-        }
+    if let Some((x, y)) = cursor
+        && x < usize::from(inner.width)
+        && y < usize::from(inner.height)
+    {
+        f.set_cursor_position((inner.x + x as u16, inner.y + y as u16));
     }
 }
 
@@ -690,23 +767,34 @@ fn details_text(c: &ConnDetails, now: i64, t: Theme) -> Text<'static> {
     };
     let kv = |k: &str, v: String| {
         Line::from(vec![
-            Span::styled(format!("{k:>16}  "), Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                format!("{k:>16}  "),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
             Span::raw(v),
         ])
     };
     let status = v.status;
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(format!("{:>16}  ", "status"), Style::new().add_modifier(Modifier::BOLD)),
-            Span::styled(status.as_str(), t.status(status)),
-            Span::raw(format!(" since {} · attempts {}", date_time(v.status_at), v.attempts)),
-        ]),
-    ];
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{:>16}  ", "status"),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(status.as_str(), t.status(status)),
+        Span::raw(format!(
+            " since {} · attempts {}",
+            date_time(v.status_at),
+            v.attempts
+        )),
+    ])];
     if let Some(r) = &v.reason {
         lines.push(kv("reason", r.clone()));
     }
     lines.extend([
-        kv("access token", format!("expires {}", when(v.expires_at, now))),
+        kv(
+            "access token",
+            format!("expires {}", when(v.expires_at, now)),
+        ),
         kv(
             "refresh token",
             if v.has_refresh_token {
@@ -719,7 +807,14 @@ fn details_text(c: &ConnDetails, now: i64, t: Theme) -> Text<'static> {
             },
         ),
         kv("next refresh", when(v.due_at, now)),
-        kv("last refresh", format!("{} · {} refreshes", opt_date_time(v.last_refresh_at), v.refresh_count)),
+        kv(
+            "last refresh",
+            format!(
+                "{} · {} refreshes",
+                opt_date_time(v.last_refresh_at),
+                v.refresh_count
+            ),
+        ),
         kv("scope", v.scope.clone().unwrap_or_else(|| "-".into())),
         kv(
             "token type",
@@ -729,7 +824,14 @@ fn details_text(c: &ConnDetails, now: i64, t: Theme) -> Text<'static> {
                 yes_no(v.has_id_token)
             ),
         ),
-        kv("created", format!("{} · updated {}", date_time(v.created_at), date_time(v.updated_at))),
+        kv(
+            "created",
+            format!(
+                "{} · updated {}",
+                date_time(v.created_at),
+                date_time(v.updated_at)
+            ),
+        ),
     ]);
     if !v.metadata_keys.is_empty() {
         lines.push(kv("metadata", v.metadata_keys.join(", ")));
@@ -745,7 +847,11 @@ fn details_text(c: &ConnDetails, now: i64, t: Theme) -> Text<'static> {
                 utc(r.at, "%m-%d %H:%M:%S"),
                 r.actor,
                 r.action,
-                if r.count > 1 { format!(" ×{}", r.count) } else { String::new() },
+                if r.count > 1 {
+                    format!(" ×{}", r.count)
+                } else {
+                    String::new()
+                },
                 r.outcome
             ))
         })),
@@ -756,7 +862,10 @@ fn details_text(c: &ConnDetails, now: i64, t: Theme) -> Text<'static> {
 fn key_text(k: &AppleKeyView, now: i64, t: Theme) -> Text<'static> {
     let kv = |name: &str, v: String| {
         Line::from(vec![
-            Span::styled(format!("{name:>18}  "), Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                format!("{name:>18}  "),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
             Span::raw(v),
         ])
     };
@@ -765,7 +874,10 @@ fn key_text(k: &AppleKeyView, now: i64, t: Theme) -> Text<'static> {
         kv("Key ID", k.key_id.clone()),
         kv("Team ID", k.team_id.clone()),
         Line::from(vec![
-            Span::styled(format!("{:>18}  ", "state"), Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                format!("{:>18}  ", "state"),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
             Span::styled(k.state.clone(), t.key_state(&k.state)),
         ]),
         kv("added", date_time(k.added_at)),
@@ -777,26 +889,45 @@ fn key_text(k: &AppleKeyView, now: i64, t: Theme) -> Text<'static> {
 
 fn help_text(t: Theme) -> Text<'static> {
     let h = |s: &str| Line::styled(s.to_owned(), t.heading());
-    let k = |keys: &str, what: &str| Line::from(format!("  {keys:<24}{what}"));
+    let k = |keys: &str, what: &str| Line::from(format!("  {keys:<22}{what}"));
     Text::from(vec![
         h("Everywhere"),
-        k("1 2 3 4  Tab  Shift-Tab", "switch tab"),
-        k("j k  ↓ ↑  PgDn PgUp  g G", "move the selection"),
+        k("1 2 3 4 Tab Shift-Tab", "switch tab"),
+        k("j k ↓ ↑ PgDn PgUp g G", "move the selection"),
         k("Enter", "details of the selection"),
         k("?", "this help"),
         k("Esc", "close a dialog, else clear the filter; never quits"),
-        k("q  /  Ctrl-C", "close a dialog, else quit  /  quit from anywhere"),
+        k(
+            "q   Ctrl-C",
+            "close a dialog, else quit · Ctrl-C quits anywhere",
+        ),
         h("Connections"),
-        k("/   s", "filter by text (address, reason)   cycle the status filter"),
-        k("r   R", "refresh the selection now   refresh every due connection"),
-        k("d", "remove the selection (asks y/n)"),
+        k(
+            "/   s",
+            "filter by address or reason · cycle the status filter",
+        ),
+        k("r   R", "refresh the selection now · refresh every due one"),
+        k("d", "remove the selection (y/n)"),
         h("Apple keys"),
-        k("a   A", "add a key from a .p8 file   activate the selection (y/n)"),
-        k("x   r", "retire the selection (y/n)   renew the developer token"),
+        k(
+            "a   A",
+            "add a key from a .p8 file · activate (y/n)",
+        ),
+        k(
+            "x   r",
+            "retire (y/n) · renew the developer token",
+        ),
         h("Backups"),
-        k("e   v", "export (path, recipients, tenant)   verify a backup file"),
+        k(
+            "e   v",
+            "export (file, recipients, tenant) · verify a backup",
+        ),
         h("Prompts"),
-        k("←/→ Backspace Ctrl-U", "edit; Ctrl-U clears the line"),
-        k("Tab Enter  Esc", "next field, accept on the last   cancel"),
+        k("← → Backspace Ctrl-U", "edit the line; Ctrl-U clears it"),
+        k(
+            "Tab  Enter  Esc",
+            "next field · next, or accept on the last · cancel",
+        ),
+        k("y   n", "answer a confirmation"),
     ])
 }
