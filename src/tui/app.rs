@@ -112,6 +112,9 @@ pub enum Key {
 }
 
 /// Everything that can happen to the App.
+// An action is moved once, from the loop into `update`: boxing the answer would only add
+// an allocation per answer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Action {
     Key(Key),

@@ -586,9 +586,9 @@ fn draw_audit(f: &mut Frame, app: &App, t: Theme, area: Rect) {
         [
             Constraint::Length(14),
             Constraint::Length(14),
-            Constraint::Length(14),
-            Constraint::Fill(1),
-            Constraint::Length(10),
+            Constraint::Length(18),
+            Constraint::Fill(3),
+            Constraint::Fill(2),
         ],
     )
     .header(Row::new(["TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME"]).style(t.heading()));
@@ -909,14 +909,8 @@ fn help_text(t: Theme) -> Text<'static> {
         k("r   R", "refresh the selection now · refresh every due one"),
         k("d", "remove the selection (y/n)"),
         h("Apple keys"),
-        k(
-            "a   A",
-            "add a key from a .p8 file · activate (y/n)",
-        ),
-        k(
-            "x   r",
-            "retire (y/n) · renew the developer token",
-        ),
+        k("a   A", "add a key from a .p8 file · activate (y/n)"),
+        k("x   r", "retire (y/n) · renew the developer token"),
         h("Backups"),
         k(
             "e   v",

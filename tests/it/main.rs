@@ -49,4 +49,5 @@ mod socket_trust;
 mod status_health;
 mod token_cache;
 mod token_validation;
+mod tui_screen;
 mod valid_token_kept;

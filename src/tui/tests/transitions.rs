@@ -351,7 +351,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('r')],
             |a, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Call { req: Request::Refresh { connection }, .. }] if connection == "acme/github/ci")
+                    matches!(fx, [Effect::Call { req: Request::Refresh { connection }, .. }] if connection == "acme/github/ci")
                 );
                 assert!(
                     matches!(&a.note, Some(Note::Info(m)) if m.contains("refreshing acme/github/ci"))
@@ -421,7 +421,7 @@ fn keys_change_state_and_ask_for_effects() {
         ),
         case("y removes", vec![Char('d')], vec![Char('y')], |_, fx| {
             assert!(
-                matches!(&fx[..], [Effect::Call { req: Request::Remove { connection, revoke: false }, .. }] if connection == "acme/discord/bot")
+                matches!(fx, [Effect::Call { req: Request::Remove { connection, revoke: false }, .. }] if connection == "acme/discord/bot")
             );
         }),
         case(
@@ -461,7 +461,7 @@ fn keys_change_state_and_ask_for_effects() {
             .concat(),
             |a, fx| {
                 assert!(a.dialog.is_none());
-                match &fx[..] {
+                match fx {
                     [
                         Effect::AddAppleKey {
                             tenant,
@@ -506,7 +506,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('y')],
             |_, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Call { req: Request::AppleKeyActivate { tenant, key_id }, .. }] if tenant == "acme" && key_id == "K2BBBBBBBB")
+                    matches!(fx, [Effect::Call { req: Request::AppleKeyActivate { tenant, key_id }, .. }] if tenant == "acme" && key_id == "K2BBBBBBBB")
                 );
             },
         ),
@@ -545,7 +545,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('y')],
             |_, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Call { req: Request::AppleKeyRetire { key_id, force: false, .. }, .. }] if key_id == "K0OLDOLDOL")
+                    matches!(fx, [Effect::Call { req: Request::AppleKeyRetire { key_id, force: false, .. }, .. }] if key_id == "K0OLDOLDOL")
                 );
             },
         ),
@@ -567,7 +567,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('y')],
             |_, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Call { req: Request::AppleKeyRetire { key_id, force: true, .. }, .. }] if key_id == "K1AAAAAAAA")
+                    matches!(fx, [Effect::Call { req: Request::AppleKeyRetire { key_id, force: true, .. }, .. }] if key_id == "K1AAAAAAAA")
                 );
             },
         ),
@@ -583,7 +583,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('r')],
             |_, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Call { req: Request::AppleToken { tenant }, .. }] if tenant == "acme")
+                    matches!(fx, [Effect::Call { req: Request::AppleToken { tenant }, .. }] if tenant == "acme")
                 );
             },
         ),
@@ -621,7 +621,7 @@ fn keys_change_state_and_ask_for_effects() {
             vec![Char('3'), Char('e')],
             vec![Enter, Enter, Enter],
             |a, fx| {
-                match &fx[..] {
+                match fx {
                     [
                         Effect::Export {
                             path,
@@ -662,7 +662,7 @@ fn keys_change_state_and_ask_for_effects() {
             [typed("b.age"), vec![Tab], typed("id.txt"), vec![Enter]].concat(),
             |_, fx| {
                 assert!(
-                    matches!(&fx[..], [Effect::Verify { path, identity_path }] if path == "b.age" && identity_path == "id.txt")
+                    matches!(fx, [Effect::Verify { path, identity_path }] if path == "b.age" && identity_path == "id.txt")
                 );
             },
         ),
