@@ -50,4 +50,5 @@ mod status_health;
 mod token_cache;
 mod token_validation;
 mod tui_screen;
+mod tui_terminal;
 mod valid_token_kept;
