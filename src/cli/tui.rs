@@ -10,57 +10,13 @@
 use super::args::Global;
 use super::run as cli_run;
 use super::{passphrase, paths};
-use crate::client::Client;
 use crate::contract::{Request, Response};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::tui::app::LinkInfo;
-use crate::tui::link::{EngineLink, Events, Link, ProgressSink};
+use crate::tui::link::{EngineLink, SocketLink};
 use crate::vault::Vault;
-use futures::future::BoxFuture;
 use std::sync::Arc;
-
-/// A daemon connection as a link: calls go one at a time over one connection.
-struct DaemonLink {
-    client: Arc<tokio::sync::Mutex<Client>>,
-    info: LinkInfo,
-}
-
-impl std::fmt::Debug for DaemonLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaemonLink")
-            .field("info", &self.info)
-            .finish()
-    }
-}
-
-impl Link for DaemonLink {
-    fn call(&self, req: Request) -> BoxFuture<'static, Result<Response>> {
-        let client = self.client.clone();
-        Box::pin(async move { client.lock().await.call(&req).await })
-    }
-
-    fn call_with_progress(
-        &self,
-        req: Request,
-        _progress: ProgressSink,
-    ) -> BoxFuture<'static, Result<Response>> {
-        // the daemon sends no progress over the socket: the gauge waits for the answer
-        self.call(req)
-    }
-
-    fn watch(&self) -> BoxFuture<'static, Result<Events>> {
-        Box::pin(async {
-            Err(Error::Internal(
-                "this build follows the daemon by polling; live events come with `watch`".into(),
-            ))
-        })
-    }
-
-    fn info(&self) -> LinkInfo {
-        self.info.clone()
-    }
-}
 
 fn recipients(config: &crate::config::Config) -> Vec<String> {
     config
@@ -87,15 +43,15 @@ pub async fn run(g: &Global) -> Result<i32> {
             }
             _ => ("admin".to_owned(), None),
         };
-        let link = DaemonLink {
-            client: Arc::new(tokio::sync::Mutex::new(c)),
-            info: LinkInfo {
+        let link = SocketLink::new(
+            c,
+            LinkInfo {
                 place: format!("daemon {}", socket.display()),
                 caller,
                 tenant,
                 recipients: recipients(&config),
             },
-        };
+        );
         crate::tui::run_terminal(Arc::new(link), opts).await?;
         return Ok(0);
     }

@@ -125,3 +125,56 @@ pub fn bus_events(rx: tokio::sync::broadcast::Receiver<Event>, tenant: Option<St
         }
     }))
 }
+
+/// A daemon connection as a link: calls go one at a time over one connection (the daemon
+/// answers in order). Live events need the socket's `watch` op; until a client `Backend`
+/// provides it, `watch` fails and the UI polls on its tick.
+pub struct SocketLink {
+    client: Arc<tokio::sync::Mutex<crate::client::Client>>,
+    info: LinkInfo,
+}
+
+impl std::fmt::Debug for SocketLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketLink")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl SocketLink {
+    pub fn new(client: crate::client::Client, info: LinkInfo) -> SocketLink {
+        SocketLink {
+            client: Arc::new(tokio::sync::Mutex::new(client)),
+            info,
+        }
+    }
+}
+
+impl Link for SocketLink {
+    fn call(&self, req: Request) -> BoxFuture<'static, Result<Response>> {
+        let client = self.client.clone();
+        Box::pin(async move { client.lock().await.call(&req).await })
+    }
+
+    fn call_with_progress(
+        &self,
+        req: Request,
+        _progress: ProgressSink,
+    ) -> BoxFuture<'static, Result<Response>> {
+        // the daemon sends no progress over the socket: the gauge waits for the answer
+        self.call(req)
+    }
+
+    fn watch(&self) -> BoxFuture<'static, Result<Events>> {
+        Box::pin(async {
+            Err(crate::error::Error::Internal(
+                "this build follows the daemon by polling".into(),
+            ))
+        })
+    }
+
+    fn info(&self) -> LinkInfo {
+        self.info.clone()
+    }
+}
