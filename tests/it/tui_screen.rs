@@ -240,3 +240,98 @@ async fn every_screen_of_a_real_vault_and_no_secret_on_any() {
         get("audit 120x40")
     );
 }
+
+/// The event loop itself on a `TestBackend`: a connection removed and one created by
+/// someone else show on the screen with no key pressed (live events, then the next tick),
+/// Esc does not quit, `q` does.
+#[tokio::test]
+async fn the_loop_follows_live_events_without_a_key_and_quits_on_q() {
+    let tv = TestVault::new();
+    let engine = Arc::new(tv.engine());
+    let link = EngineLink::new(engine.clone(), admin(), "vault test".into());
+    call(
+        &link,
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await;
+    for conn in ["acme/spotify/alice", "acme/spotify/bob"] {
+        call(
+            &link,
+            Request::Put {
+                connection: conn.into(),
+                token: serde_json::json!({"access_token": AT, "expires_in": 3600}),
+            },
+        )
+        .await;
+    }
+    let (keys_tx, keys_rx) = tokio::sync::mpsc::unbounded_channel();
+    let inputs =
+        futures::stream::unfold(
+            keys_rx,
+            |mut rx| async move { rx.recv().await.map(|k| (k, rx)) },
+        );
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let shared: Arc<dyn Link> = Arc::new(link.clone());
+    let opts = run::Options { color: false };
+    let ui = tokio::spawn(async move {
+        let r = run::run_loop(
+            &mut terminal,
+            shared,
+            Box::pin(inputs),
+            opts,
+            std::future::pending(),
+        )
+        .await;
+        (r, terminal)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // someone else removes alice and adds carol
+    call(
+        &link,
+        Request::Remove {
+            connection: "acme/spotify/alice".into(),
+            revoke: false,
+        },
+    )
+    .await;
+    call(
+        &link,
+        Request::Put {
+            connection: "acme/spotify/carol".into(),
+            token: serde_json::json!({"access_token": AT2, "expires_in": 3600}),
+        },
+    )
+    .await;
+    // a tick or two later (the loop ticks each second)
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    keys_tx
+        .send(tokenvault::tui::input::Input::Key(Key::Esc))
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!ui.is_finished(), "Esc must not quit");
+    keys_tx
+        .send(tokenvault::tui::input::Input::Key(Key::Char('q')))
+        .unwrap();
+    let (result, terminal) = tokio::time::timeout(std::time::Duration::from_secs(10), ui)
+        .await
+        .expect("q did not end the loop")
+        .unwrap();
+    result.unwrap();
+    let screen = terminal.backend().to_string();
+    let rows: Vec<&str> = screen.lines().skip(2).collect();
+    assert!(
+        rows.iter().any(|l| l.contains("acme/spotify/carol")),
+        "{screen}"
+    );
+    assert!(
+        rows.iter().any(|l| l.contains("acme/spotify/bob")),
+        "{screen}"
+    );
+    assert!(
+        !rows.iter().any(|l| l.contains("acme/spotify/alice")),
+        "{screen}"
+    );
+    assert!(!screen.contains(AT) && !screen.contains(AT2));
+}
