@@ -22,6 +22,9 @@
 //!   caps, socket-directory trust, signals, systemd readiness, metrics HTTP.
 //! - [`client`]: the client side: check the daemon's uid, talk to it over the socket, or
 //!   run the engine in-process; `get_token` / `get_token_as` for Rust programs.
+//! - [`tui`]: `tokenvault tui`, the operator's console: pure `App` state and `Action`s,
+//!   drawing generic over ratatui's `Backend`, the event loop; reaches the product only
+//!   through `Request`s on a `tui::Link` (SPEC §10).
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -78,6 +81,7 @@ pub mod secret;
 pub mod server;
 pub mod sync;
 pub mod token;
+pub mod tui;
 pub mod vault;
 pub mod webhook;
 

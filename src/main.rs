@@ -60,7 +60,10 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let serve = matches!(cli.command, Command::Serve { .. });
-    init_logging(cli.global.log_format, cli.global.verbose, serve);
+    // The TUI owns the terminal: a log line on stderr would draw over its screen.
+    if !matches!(cli.command, Command::Tui) {
+        init_logging(cli.global.log_format, cli.global.verbose, serve);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -348,6 +348,11 @@ pub enum Command {
         #[arg(long, value_name = "GROUP")]
         socket_group: Option<String>,
     },
+    /// The terminal UI: browse connections with live status, refresh and remove them, rotate
+    /// Apple keys, export and verify backups, follow the audit log (SPEC §10; `?` lists
+    /// the keys). Over the daemon when one answers, else on the vault file (the passphrase
+    /// is asked first; the refresh scheduler runs while it is open).
+    Tui,
     /// Built-in and catalogue providers.
     #[command(subcommand)]
     Provider(ProviderCmd),

@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Man { dir } => return super::man::run(dir.as_deref()),
+        Command::Tui => return super::tui::run(&g).await,
         Command::Exec {
             env,
             min_ttl,

@@ -49,4 +49,6 @@ mod socket_trust;
 mod status_health;
 mod token_cache;
 mod token_validation;
+mod tui_screen;
+mod tui_terminal;
 mod valid_token_kept;
