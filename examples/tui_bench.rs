@@ -9,7 +9,7 @@
 //!    API, as a restore would), served by the real `target/release/tokenvault serve`.
 //! 2. In this process, the TUI's own `App` and drawing on ratatui's `TestBackend` at
 //!    120×40, talking to that daemon over its socket exactly as `tokenvault tui` does
-//!    (`SocketLink`), R rounds each (medians):
+//!    (`SocketLink`), `TUI_BENCH_ROUNDS` rounds each (default 7; medians):
 //!    - start → first full frame: connect, `hello`, header counts and the first page,
 //!      drawn;
 //!    - a filter keystroke → the redrawn frame: the `list` with `contains` for the new
@@ -39,7 +39,13 @@ use tokenvault::vault::records::*;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
 const PASS: &str = "tui bench passphrase";
-const ROUNDS: usize = 7;
+/// Rounds per in-process figure (`TUI_BENCH_ROUNDS`, default 7).
+fn rounds() -> usize {
+    std::env::var("TUI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -157,7 +163,7 @@ async fn key(app: &mut App, l: &Arc<dyn Link>, t: &mut Terminal<TestBackend>, k:
 async fn in_process(socket: &Path, n: usize) {
     // start → first full frame
     let mut first = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         let t0 = Instant::now();
         let (app, _, t) = opened(socket).await;
         first.push(t0.elapsed());
@@ -173,7 +179,7 @@ async fn in_process(socket: &Path, n: usize) {
     // filter keystrokes
     for (what, text) in [("common", "user00"), ("rare", "user0099999")] {
         let mut per_key = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             let (mut app, l, mut t) = opened(socket).await;
             key(&mut app, &l, &mut t, Key::Char('/')).await;
             for c in text.chars() {

@@ -8,7 +8,6 @@
 //! `tui::Link` (Requests as this caller).
 
 use super::args::Global;
-use super::run as cli_run;
 use super::{passphrase, paths};
 use crate::contract::{Request, Response};
 use crate::engine::Engine;
@@ -29,7 +28,8 @@ fn recipients(config: &crate::config::Config) -> Vec<String> {
 /// Runs the TUI; exit code 0 after `q`.
 pub async fn run(g: &Global) -> Result<i32> {
     let opts = crate::tui::Options::from_env();
-    let config = cli_run::load_config(g)?;
+    let config =
+        crate::config::Config::load(&g.config.clone().unwrap_or_else(paths::default_config))?;
     let socket = g.socket.clone().unwrap_or_else(paths::default_socket);
     if let Some(mut c) = crate::client::daemon(g).await? {
         let (caller, tenant) = match c.call(&Request::Hello).await? {
@@ -71,12 +71,18 @@ pub async fn run(g: &Global) -> Result<i32> {
     let engine = Arc::new(Engine::new(vault));
     engine.set_config(config);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let scheduler = tokio::spawn(crate::refresh::run_scheduler(engine.refresher().clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let scheduler = tokio::spawn(crate::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let link = EngineLink::new(
         engine.clone(),
-        cli_run::local_caller(),
+        crate::contract::Caller::Admin {
+            // as `run::local_caller`: the local user, with full access to a file it unlocked
+            actor: format!("cli:uid={}", nix::unistd::getuid()),
+        },
         format!("vault {}", path.display()),
     );
     let result = crate::tui::run_terminal(Arc::new(link), opts).await;
