@@ -182,10 +182,22 @@ impl Engine {
     }
 
     /// Answers one request for `caller`. Admin changes are audited in the same
-    /// transaction as the change; token hand-outs are queued for `flush_audit`.
+    /// transaction as the change; token hand-outs are queued for `flush_audit`. No
+    /// progress is reported (see `handle_with_progress`).
     pub async fn handle(&self, caller: &Caller, req: Request) -> Result<Response> {
+        self.handle_with_progress(caller, req, None).await
+    }
+
+    /// `handle`, reporting the progress of a long operation (backup export, verify,
+    /// restore) to `progress`: the caller decides how (or whether) it is shown.
+    pub async fn handle_with_progress(
+        &self,
+        caller: &Caller,
+        req: Request,
+        progress: Option<crate::contract::progress::ProgressSink>,
+    ) -> Result<Response> {
         let op = req.op();
-        let result = self.dispatch(caller, req).await;
+        let result = self.dispatch(caller, req, progress).await;
         if let Ok(Response::Token { .. }) = &result {
             self.metrics.token_served();
         }
@@ -202,7 +214,12 @@ impl Engine {
         result
     }
 
-    async fn dispatch(&self, caller: &Caller, req: Request) -> Result<Response> {
+    async fn dispatch(
+        &self,
+        caller: &Caller,
+        req: Request,
+        progress: Option<crate::contract::progress::ProgressSink>,
+    ) -> Result<Response> {
         match req {
             Request::Hello => Ok(Response::Hello {
                 server: "tokenvault".into(),
@@ -413,7 +430,6 @@ impl Engine {
                 include_audit,
             } => {
                 caller.require_admin()?;
-                let progress = !self.daemon && crate::backup::stderr_is_terminal();
                 crate::backup::ops::export_op(
                     self,
                     caller,
@@ -432,7 +448,6 @@ impl Engine {
                 passphrase,
             } => {
                 caller.require_admin()?;
-                let progress = !self.daemon && crate::backup::stderr_is_terminal();
                 crate::backup::ops::verify_op(&path, identity, passphrase, progress)
                     .map(Response::Backup)
             }
@@ -444,7 +459,6 @@ impl Engine {
                 replace,
             } => {
                 caller.require_admin()?;
-                let progress = !self.daemon && crate::backup::stderr_is_terminal();
                 crate::backup::ops::restore_op(
                     self, caller, &path, identity, passphrase, tenant, replace, progress,
                 )
@@ -916,7 +930,7 @@ impl Engine {
                 DaemonProcessView {
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").into(),
-                    commit: crate::cli::args::COMMIT.into(),
+                    commit: crate::version::COMMIT.into(),
                     socket: socket.clone(),
                     started_at: *started,
                     uptime_secs: (now - started).max(0),

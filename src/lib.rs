@@ -22,8 +22,13 @@
 //! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, connection
 //!   caps, socket-directory trust, the newline-delimited JSON protocol, signals, systemd
 //!   readiness.
-//! - [`client`]: the CLI side of the socket: check the daemon's uid, send to a live
-//!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
+//! - [`client`]: how front ends reach the product: `Backend` (an engine in this process
+//!   or the daemon over its socket: `call`, `call_with_progress`, `watch`), the socket
+//!   connection with its peer check, the `connect` flows handing their steps back, and
+//!   `get_token` / `get_token_as` for Rust programs.
+//! - [`paths`]: default vault, config and socket locations (SPEC §3).
+//! - [`timefmt`]: times and durations for people.
+//! - [`version`]: the version, commit and build date of this binary.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
@@ -59,12 +64,15 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod paths;
 pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod server;
+pub mod timefmt;
 pub mod token;
 pub mod vault;
+pub mod version;
 pub mod webhook;
 
 pub use engine::{Caller, Engine, Request, Response};

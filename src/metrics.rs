@@ -95,7 +95,7 @@ impl Metrics {
             out,
             "tokenvault_build_info{{version=\"{}\",commit=\"{}\"}} 1",
             label(env!("CARGO_PKG_VERSION")),
-            label(crate::cli::args::COMMIT)
+            label(crate::version::COMMIT)
         );
         let _ = writeln!(
             out,

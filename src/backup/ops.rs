@@ -8,6 +8,7 @@
 use super::export::{EncryptTo, ExportOptions, export};
 use super::restore::{RestoreOptions, Unlock, restore, verify};
 use super::schedule;
+use crate::contract::progress::ProgressSink;
 use crate::contract::{BackupOutcome, BackupReport};
 use crate::engine::{Caller, Engine};
 use crate::error::{Error, Result};
@@ -78,7 +79,7 @@ pub fn export_op(
     recipients: Vec<String>,
     passphrase: Option<Secret>,
     include_audit: bool,
-    progress: bool,
+    progress: Option<ProgressSink>,
 ) -> Result<BackupReport> {
     let path = absolute(path)?;
     let to = match (recipients.is_empty(), passphrase) {
@@ -128,11 +129,11 @@ pub fn verify_op(
     path: &str,
     identity: Option<Secret>,
     passphrase: Option<Secret>,
-    progress: bool,
+    progress: Option<ProgressSink>,
 ) -> Result<BackupReport> {
     let path = absolute(path)?;
     let unlock = unlock(identity, passphrase)?;
-    blocking(|| verify(&path, &unlock, progress))
+    blocking(|| verify(&path, &unlock, progress.as_ref()))
 }
 
 /// `Request::BackupRestore`.
@@ -145,7 +146,7 @@ pub fn restore_op(
     passphrase: Option<Secret>,
     tenant: Option<String>,
     replace: bool,
-    progress: bool,
+    progress: Option<ProgressSink>,
 ) -> Result<BackupReport> {
     let path = absolute(path)?;
     let unlock = unlock(identity, passphrase)?;

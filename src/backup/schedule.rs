@@ -293,7 +293,7 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
         &ExportOptions {
             tenant: None,
             include_audit: cfg.include_audit.unwrap_or(false),
-            progress: false,
+            progress: None,
         },
         now,
     )?;

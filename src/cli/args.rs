@@ -24,18 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--version`: the version with the commit and build date of this binary (see build.rs).
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("TOKENVAULT_COMMIT"),
-    ", built ",
-    env!("TOKENVAULT_BUILD_DATE"),
-    ")"
-);
-
-/// The commit this binary was built from (`unknown` outside a git checkout).
-pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
+pub use crate::version::{COMMIT, LONG_VERSION};
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
