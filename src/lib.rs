@@ -22,6 +22,9 @@
 //!   caps, socket-directory trust, signals, systemd readiness, metrics HTTP.
 //! - [`client`]: the client side: check the daemon's uid, talk to it over the socket, or
 //!   run the engine in-process; `get_token` / `get_token_as` for Rust programs.
+//! - [`paths`]: default vault, config and socket locations (SPEC §3).
+//! - [`timefmt`]: times and durations for people.
+//! - [`version`]: the version, commit and build date of this binary.
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -72,18 +75,20 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod paths;
 pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sync;
+pub mod timefmt;
 pub mod token;
 pub mod vault;
+pub mod version;
 pub mod webhook;
 
 pub use contract::{Caller, Request, Response};
 pub use engine::Engine;
 
-/// The commit this binary was built from (`unknown` outside a git checkout; see build.rs).
-pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
+pub use version::COMMIT;
 pub use error::{Error, Result};
