@@ -151,7 +151,7 @@ fn child(phase: &str, n: u64, dir: &Path) {
             reset_peak();
             let t = Instant::now();
             let r =
-                tokenvault::backup::verify(&file, &Unlock::Identity(Secret::new(id_text)), false)
+                tokenvault::backup::verify(&file, &Unlock::Identity(Secret::new(id_text)), None)
                     .unwrap();
             (t.elapsed().as_secs_f64(), r.counts["connections"])
         }

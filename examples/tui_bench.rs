@@ -9,7 +9,7 @@
 //!    API, as a restore would), served by the real `target/release/tokenvault serve`.
 //! 2. In this process, the TUI's own `App` and drawing on ratatui's `TestBackend` at
 //!    120×40, talking to that daemon over its socket exactly as `tokenvault tui` does
-//!    (`SocketLink`), `TUI_BENCH_ROUNDS` rounds each (default 7; medians):
+//!    (`BackendLink`), `TUI_BENCH_ROUNDS` rounds each (default 7; medians):
 //!    - start → first full frame: connect, `hello`, header counts and the first page,
 //!      drawn;
 //!    - a filter keystroke → the redrawn frame: the `list` with `contains` for the new
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokenvault::contract::Request;
 use tokenvault::secret::Secret;
 use tokenvault::tui::app::{Action, App, Key, LinkInfo};
-use tokenvault::tui::link::{Link, SocketLink};
+use tokenvault::tui::link::{BackendLink, Link};
 use tokenvault::tui::{run, view};
 use tokenvault::vault::records::*;
 use tokenvault::vault::{Vault, crypto::KdfParams};
@@ -124,17 +124,18 @@ fn env(c: &mut std::process::Command, dir: &Path) {
 }
 
 async fn link(socket: &Path) -> Arc<dyn Link> {
-    let c = tokenvault::client::Client::connect(socket)
+    let d = tokenvault::client::Daemon::connect(socket, std::sync::Arc::new(|| Ok(Vec::new())))
         .await
         .unwrap()
         .expect("no daemon");
+    let c = tokenvault::client::Backend::Daemon(d);
     let info = LinkInfo {
         place: format!("daemon {}", socket.display()),
         caller: "admin".into(),
         tenant: None,
         recipients: vec![],
     };
-    Arc::new(SocketLink::new(c, info))
+    Arc::new(BackendLink::new(c, info))
 }
 
 fn draw(t: &mut Terminal<TestBackend>, app: &App) {

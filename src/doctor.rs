@@ -48,7 +48,7 @@ pub fn run(
     passphrase: &Secret,
     config: &Config,
     salvage: Option<&Salvage>,
-    progress: bool,
+    progress: Option<crate::contract::progress::ProgressSink>,
     now: i64,
 ) -> Result<Output> {
     if let Some(s) = salvage {

@@ -31,6 +31,7 @@
 use crate::apple::AppleMusic;
 use crate::backup::Backups;
 use crate::config::Config;
+use crate::contract::progress::ProgressSink;
 use crate::contract::*;
 use crate::error::{Error, Result};
 use crate::refresh::Refresher;
@@ -157,11 +158,24 @@ impl Engine {
     }
 
     /// Answers one request for `caller`. Admin changes are audited in the same
-    /// transaction as the change; token hand-outs are queued for `flush_audit`.
+    /// transaction as the change; token hand-outs are queued for `flush_audit`. No
+    /// progress is reported (see `handle_with_progress`).
     pub async fn handle(&self, caller: &Caller, req: Request) -> Result<Response> {
+        self.handle_with_progress(caller, req, None).await
+    }
+
+    /// `handle`, reporting the progress of a long operation (backup export, verify,
+    /// restore) to `progress`: the caller decides how, or whether, it is shown (the CLI
+    /// draws a bar on a terminal, the TUI a gauge, the daemon passes none).
+    pub async fn handle_with_progress(
+        &self,
+        caller: &Caller,
+        req: Request,
+        progress: Option<ProgressSink>,
+    ) -> Result<Response> {
         let op = req.op();
         let change = admin_change(&req);
-        let result = self.dispatch(caller, req).await;
+        let result = self.dispatch(caller, req, progress).await;
         if let (Ok(_), Some((tenant, target))) = (&result, change) {
             self.admin_event(caller, op, tenant.as_deref(), target.as_deref());
         }
@@ -181,7 +195,12 @@ impl Engine {
         result
     }
 
-    async fn dispatch(&self, caller: &Caller, req: Request) -> Result<Response> {
+    async fn dispatch(
+        &self,
+        caller: &Caller,
+        req: Request,
+        progress: Option<ProgressSink>,
+    ) -> Result<Response> {
         use Request as R;
         match req {
             R::Hello => Ok(self.hello(caller)),
@@ -248,19 +267,29 @@ impl Engine {
                 recipients,
                 passphrase,
                 include_audit,
-            } => self.backup_export(caller, &path, tenant, recipients, passphrase, include_audit),
+            } => self.backup_export(
+                caller,
+                &path,
+                tenant,
+                recipients,
+                passphrase,
+                include_audit,
+                progress,
+            ),
             R::BackupVerify {
                 path,
                 identity,
                 passphrase,
-            } => self.backup_verify(caller, &path, identity, passphrase),
+            } => self.backup_verify(caller, &path, identity, passphrase, progress),
             R::BackupRestore {
                 path,
                 identity,
                 passphrase,
                 tenant,
                 replace,
-            } => self.backup_restore(caller, &path, identity, passphrase, tenant, replace),
+            } => self.backup_restore(
+                caller, &path, identity, passphrase, tenant, replace, progress,
+            ),
             R::AppleKeyAdd {
                 tenant,
                 team_id,

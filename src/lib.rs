@@ -25,6 +25,9 @@
 //! - [`tui`]: `tokenvault tui`, the operator's console: pure `App` state and `Action`s,
 //!   drawing generic over ratatui's `Backend`, the event loop; reaches the product only
 //!   through `Request`s on a `tui::Link` (SPEC §10).
+//! - [`paths`]: default vault, config and socket locations (SPEC §3).
+//! - [`timefmt`]: times and durations for people.
+//! - [`version`]: the version, commit and build date of this binary.
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -75,19 +78,21 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod paths;
 pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sync;
+pub mod timefmt;
 pub mod token;
 pub mod tui;
 pub mod vault;
+pub mod version;
 pub mod webhook;
 
 pub use contract::{Caller, Request, Response};
 pub use engine::Engine;
 
-/// The commit this binary was built from (`unknown` outside a git checkout; see build.rs).
-pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
 pub use error::{Error, Result};
+pub use version::COMMIT;

@@ -3,6 +3,9 @@
 //!
 //! It serialises its plain value: that is how it travels into a sealed record or over the
 //! socket to the caller that asked for it. Nothing else may serialise one into a log.
+//!
+//! [`read_secret_file`] reads one from a file (passphrases, client secrets, tenant keys,
+//! webhook keys): here, below every front end and subsystem that needs it.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -58,6 +61,43 @@ impl From<String> for Secret {
     fn from(s: String) -> Self {
         Secret(SecretString::from(s))
     }
+}
+
+/// Reads a secret from a file, dropping one trailing newline. Warns when the file is
+/// readable by others.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> crate::error::Result<Secret> {
+    use crate::error::Error;
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "the {what} file is readable by group or others; chmod 600 it"
+        );
+    }
+    if meta.len() > 64 * 1024 {
+        return Err(Error::invalid(
+            "secret file",
+            format!(
+                "{} is larger than 64 KiB; is it the right file?",
+                path.display()
+            ),
+        ));
+    }
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?,
+    );
+    let s = std::str::from_utf8(&bytes).map_err(|_| {
+        Error::invalid(
+            "secret file",
+            format!("{} is not UTF-8 text", path.display()),
+        )
+    })?;
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    Ok(Secret::new(s))
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ async fn deliver(
         tracing::error!(url = %host(&hook.url), "webhook has no secret_file; not sending unsigned events");
         return;
     };
-    let key = match crate::cli::passphrase::read_secret_file(
+    let key = match crate::secret::read_secret_file(
         std::path::Path::new(secret_file),
         "webhook secret",
     ) {

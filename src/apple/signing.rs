@@ -177,7 +177,7 @@ fn not_found_key(tenant: &str, key_id: &str) -> Error {
 }
 
 fn fmt_time(t: i64) -> String {
-    crate::cli::output::fmt_time(t)
+    crate::timefmt::fmt_time(t)
 }
 
 macro_rules! open_cache {

@@ -10,6 +10,7 @@ use super::export::{EncryptTo, ExportOptions, export};
 use super::restore::{RestoreOptions, Unlock, restore, verify};
 use super::schedule;
 use crate::context::Context;
+use crate::contract::progress::ProgressSink;
 use crate::contract::{BackupOutcome, BackupReport, Caller};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -46,11 +47,11 @@ pub fn verify_file(
     path: &str,
     identity: Option<Secret>,
     passphrase: Option<Secret>,
-    progress: bool,
+    progress: Option<ProgressSink>,
 ) -> Result<BackupReport> {
     let path = absolute(path)?;
     let unlock = unlock(identity, passphrase)?;
-    blocking(|| verify(&path, &unlock, progress))
+    blocking(|| verify(&path, &unlock, progress.as_ref()))
 }
 
 fn unlock(identity: Option<Secret>, passphrase: Option<Secret>) -> Result<Unlock> {
@@ -117,7 +118,7 @@ impl Backups {
         recipients: Vec<String>,
         passphrase: Option<Secret>,
         include_audit: bool,
-        progress: bool,
+        progress: Option<ProgressSink>,
     ) -> Result<BackupReport> {
         let path = absolute(path)?;
         let to = match (recipients.is_empty(), passphrase) {
@@ -168,7 +169,7 @@ impl Backups {
         path: &str,
         identity: Option<Secret>,
         passphrase: Option<Secret>,
-        progress: bool,
+        progress: Option<ProgressSink>,
     ) -> Result<BackupReport> {
         verify_file(path, identity, passphrase, progress)
     }
@@ -183,7 +184,7 @@ impl Backups {
         passphrase: Option<Secret>,
         tenant: Option<String>,
         replace: bool,
-        progress: bool,
+        progress: Option<ProgressSink>,
     ) -> Result<BackupReport> {
         let path = absolute(path)?;
         let unlock = unlock(identity, passphrase)?;

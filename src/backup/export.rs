@@ -43,8 +43,8 @@ pub struct ExportOptions {
     pub tenant: Option<String>,
     /// Include the audit log (of that tenant, with `tenant`).
     pub include_audit: bool,
-    /// Draw a progress bar on stderr (only on a terminal and for large vaults).
-    pub progress: bool,
+    /// Where to report progress (records written); the caller decides how it shows.
+    pub progress: Option<crate::contract::progress::ProgressSink>,
 }
 
 fn encryptor(to: &EncryptTo) -> Result<age::Encryptor> {
@@ -366,7 +366,7 @@ pub(crate) fn export_file(
         .wrap_output(std::io::BufWriter::with_capacity(256 * 1024, file))
         .map_err(&ioe)?;
     let mut w = RecordWriter::new(age_out);
-    let bar = Progress::new(opts.progress, total, "export");
+    let bar = Progress::new(opts.progress.as_ref(), total, "export");
     let put = |w: &mut RecordWriter<_>, rec: Record| -> Result<()> {
         w.write(&rec).map_err(&ioe)?;
         bar.inc();

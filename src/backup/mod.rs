@@ -6,7 +6,8 @@
 //! Owns: the backup file format (`format`), age encryption of it, the temp-file-and-rename
 //! dance, and turning a backup back into vault records. Must not: touch ciphers of the
 //! vault (records are opened and sealed through `Rx`/`Tx`), decide who may do it (the
-//! `Engine` checks for an admin caller), or print (the CLI prints the `BackupReport`).
+//! `Engine` checks for an admin caller), or print (the CLI prints the `BackupReport`) or
+//! draw progress (it is reported to the caller's `ProgressSink`, if any).
 //!
 //! What a failure leaves behind: an export that fails removes its temp file and never
 //! replaces an existing file at the target path; a restore reads and checks the whole
@@ -19,50 +20,58 @@ pub mod format;
 pub mod restore;
 pub mod schedule;
 
+use crate::contract::progress::{ProgressEvent, ProgressSink};
 pub use backups::Backups;
+
 pub use export::{EncryptTo, ExportOptions, export};
 pub use restore::{RestoreOptions, Unlock, restore, verify};
 pub use schedule::{run_scheduled_backups, take_scheduled_backup};
 
-/// Progress bars appear only on a terminal and for more records than this.
-pub const PROGRESS_THRESHOLD: u64 = 5_000;
-
-/// An indicatif bar on stderr, or nothing.
-pub(crate) struct Progress(Option<indicatif::ProgressBar>);
+/// Counts the records of one pass into the caller's progress sink, if any: `Start` when
+/// made, `Advance` on each record, `Finish` once (on `finish`, or when dropped by a pass
+/// that failed). Deciding whether and how to show it is the caller's (the CLI draws a bar
+/// on a terminal for large vaults, the daemon passes no sink).
+pub(crate) struct Progress {
+    sink: Option<ProgressSink>,
+    done: std::cell::Cell<u64>,
+    finished: std::cell::Cell<bool>,
+}
 
 impl Progress {
-    pub(crate) fn new(enabled: bool, total: u64, what: &str) -> Progress {
-        if !enabled || total < PROGRESS_THRESHOLD {
-            return Progress(None);
+    pub(crate) fn new(sink: Option<&ProgressSink>, total: u64, what: &str) -> Progress {
+        if let Some(s) = sink {
+            s.report(ProgressEvent::Start {
+                what: what.to_owned(),
+                total,
+            });
         }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} records ({per_sec}, {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
+        Progress {
+            sink: sink.cloned(),
+            done: std::cell::Cell::new(0),
+            finished: std::cell::Cell::new(false),
         }
-        bar.set_message(what.to_owned());
-        Progress(Some(bar))
     }
 
     pub(crate) fn inc(&self) {
-        if let Some(b) = &self.0 {
-            b.inc(1);
+        if let Some(s) = &self.sink {
+            self.done.set(self.done.get() + 1);
+            s.report(ProgressEvent::Advance {
+                done: self.done.get(),
+            });
         }
     }
 
     pub(crate) fn finish(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
+        if let Some(s) = &self.sink
+            && !self.finished.replace(true)
+        {
+            s.report(ProgressEvent::Finish);
         }
     }
 }
 
-/// Whether a progress bar may draw: stderr is a terminal.
-pub fn stderr_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }

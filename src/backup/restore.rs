@@ -14,6 +14,7 @@
 use super::Progress;
 use super::format::{self, ReadError, ReadOrApply, Record};
 use crate::contract::BackupReport;
+use crate::contract::progress::ProgressSink;
 use crate::error::{Error, Result};
 use crate::names::{self, ConnectionId};
 use crate::secret::Secret;
@@ -37,7 +38,8 @@ pub struct RestoreOptions {
     pub tenant: Option<String>,
     /// Replace tenants that already exist (all their records) instead of refusing.
     pub replace: bool,
-    pub progress: bool,
+    /// Where to report progress (records checked, then applied).
+    pub progress: Option<crate::contract::progress::ProgressSink>,
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> Error {
@@ -236,7 +238,7 @@ fn plan(
     path: &Path,
     unlock: &Unlock,
     only: Option<&str>,
-    progress: bool,
+    progress: Option<&ProgressSink>,
 ) -> Result<(Plan, format::Trailer)> {
     let reader = open(path, unlock)?;
     let mut p = Plan::default();
@@ -300,7 +302,11 @@ fn report(action: &str, path: &Path, h: &format::Header, t: &format::Trailer) ->
 }
 
 /// Decrypts and checks the whole file; writes nothing.
-pub fn verify(path: &Path, unlock: &Unlock, progress: bool) -> Result<BackupReport> {
+pub fn verify(
+    path: &Path,
+    unlock: &Unlock,
+    progress: Option<&ProgressSink>,
+) -> Result<BackupReport> {
     let (p, t) = plan(path, unlock, None, progress)?;
     let h = p
         .header
@@ -322,7 +328,7 @@ pub fn restore(
     if let Some(t) = only {
         names::validate_tenant(t)?;
     }
-    let (p, t1) = plan(path, unlock, only, opts.progress)?;
+    let (p, t1) = plan(path, unlock, only, opts.progress.as_ref())?;
     let h = p
         .header
         .clone()
@@ -390,7 +396,11 @@ pub fn restore(
     let reader = open(path, unlock)?;
     let mut counts = format::empty_counts();
     let mut skipped_audit = 0u64;
-    let bar = Progress::new(opts.progress, h.counts.values().sum::<u64>(), "restore");
+    let bar = Progress::new(
+        opts.progress.as_ref(),
+        h.counts.values().sum::<u64>(),
+        "restore",
+    );
     let applied = format::read_stream(reader, |_, rec| -> Result<()> {
         bar.inc();
         if only.is_some() && record_tenant(&rec) != only {

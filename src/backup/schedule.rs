@@ -295,7 +295,7 @@ pub fn take_scheduled_backup(backups: &Backups, cfg: &BackupConfig) -> Result<Ba
         &ExportOptions {
             tenant: None,
             include_audit: cfg.include_audit.unwrap_or(false),
-            progress: false,
+            progress: None,
         },
         now,
     )?;

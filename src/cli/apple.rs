@@ -2,10 +2,9 @@
 //! becomes, and the human output of Apple key lists. The `.p8` file is read here, by the
 //! CLI, and travels to the engine (in-process or over the socket) as a `Secret`.
 
-use super::output::{fmt_in, fmt_time};
-use crate::contract::Request;
-use crate::contract::{AppleKeyView, AppleTokenView};
+use crate::contract::{AppleKeyView, AppleTokenView, Request};
 use crate::error::Result;
+use crate::timefmt::{fmt_in, fmt_time};
 use clap::Subcommand;
 use std::io::Write;
 use std::path::PathBuf;

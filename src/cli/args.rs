@@ -24,17 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--version`: the version with the commit and build date of this binary (see build.rs).
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("TOKENVAULT_COMMIT"),
-    ", built ",
-    env!("TOKENVAULT_BUILD_DATE"),
-    ")"
-);
-
-pub use crate::COMMIT;
+pub use crate::version::{COMMIT, LONG_VERSION};
 
 const MAIN_EXAMPLES: &str = "\
 Examples:

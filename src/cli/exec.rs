@@ -125,29 +125,20 @@ async fn fetch(g: &Global, specs: &[EnvSpec], min_ttl: u64) -> Result<Vec<(Strin
         )),
     };
     let mut out = Vec::with_capacity(specs.len());
-    match crate::client::daemon(g).await? {
-        Some(mut c) => {
-            for s in specs {
-                out.push((s.var.clone(), token(c.call(&get(s)).await?)?));
+    let b = super::backend::backend(g).await?;
+    let mut result = Ok(());
+    for s in specs {
+        match b.call(get(s)).await.and_then(token) {
+            Ok(t) => out.push((s.var.clone(), t)),
+            Err(e) => {
+                result = Err(e);
+                break;
             }
-        }
-        None => {
-            let engine = super::run::open_local(g).await?;
-            let caller = super::run::local_caller();
-            let mut result = Ok(());
-            for s in specs {
-                match engine.handle(&caller, get(s)).await.and_then(token) {
-                    Ok(t) => out.push((s.var.clone(), t)),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            engine.flush_audit()?;
-            result?;
         }
     }
+    // in process: the hand-outs before a failure are audited too
+    b.flush_audit()?;
+    result?;
     Ok(out)
 }
 

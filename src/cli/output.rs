@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::vault::records::AuditRecord;
 use std::io::Write;
 
+pub use crate::timefmt::{fmt_duration, fmt_in, fmt_time};
+
 /// Runs `f` on a locked stdout and flushes it. A closed stdout (`BrokenPipe`: the reading
 /// end of the pipe is gone) is not an error: whatever was left unwritten had no reader.
 pub fn to_stdout(
@@ -34,36 +36,6 @@ pub fn print_stdout(resp: &Response, as_json: bool, now: i64) -> Result<()> {
 pub fn note(line: std::fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(line).and_then(|_| err.write_all(b"\n"));
-}
-
-pub fn fmt_time(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| t.to_string())
-}
-
-/// A duration for people: `3d4h`, `2h5m`, `4m10s`, `9s`.
-pub fn fmt_duration(secs: i64) -> String {
-    fmt_in(secs.max(0), 0).trim_start_matches("in ").to_owned()
-}
-
-pub fn fmt_in(t: i64, now: i64) -> String {
-    let d = t - now;
-    let abs = d.unsigned_abs();
-    let s = if abs >= 86400 {
-        format!("{}d{}h", abs / 86400, (abs % 86400) / 3600)
-    } else if abs >= 3600 {
-        format!("{}h{}m", abs / 3600, (abs % 3600) / 60)
-    } else if abs >= 60 {
-        format!("{}m{}s", abs / 60, abs % 60)
-    } else {
-        format!("{abs}s")
-    };
-    if d >= 0 {
-        format!("in {s}")
-    } else {
-        format!("{s} ago")
-    }
 }
 
 fn json<T: serde::Serialize>(out: &mut impl Write, v: &T) -> std::io::Result<()> {

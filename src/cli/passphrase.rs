@@ -6,41 +6,7 @@ use crate::secret::Secret;
 use std::io::IsTerminal;
 use std::path::Path;
 
-/// Reads a secret from a file, dropping one trailing newline. Warns when the file is
-/// readable by others.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            file = %path.display(),
-            "the {what} file is readable by group or others; chmod 600 it"
-        );
-    }
-    if meta.len() > 64 * 1024 {
-        return Err(Error::invalid(
-            "secret file",
-            format!(
-                "{} is larger than 64 KiB; is it the right file?",
-                path.display()
-            ),
-        ));
-    }
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read {what} file {}", path.display()), e))?,
-    );
-    let s = std::str::from_utf8(&bytes).map_err(|_| {
-        Error::invalid(
-            "secret file",
-            format!("{} is not UTF-8 text", path.display()),
-        )
-    })?;
-    let s = s.strip_suffix('\n').unwrap_or(s);
-    let s = s.strip_suffix('\r').unwrap_or(s);
-    Ok(Secret::new(s))
-}
+pub use crate::secret::read_secret_file;
 
 /// Where the vault passphrase comes from, in the order `passphrase` tries them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,33 +1,22 @@
-//! Runs one parsed command: builds the engine `Request`, sends it to the engine (in this
-//! process, after unlocking the vault file), prints the `Response`.
+//! Runs one parsed command: builds the engine `Request`, sends it through the
+//! `client::Backend` that `backend` chooses (the daemon, or the vault file unlocked in this
+//! process), prints the `Response`.
 //!
 //! Everything printed goes through `output::to_stdout` / `output::note`, so a closed pipe
 //! ends the output quietly (exit code unchanged: 0 unless the command itself failed).
 
-use super::args::{
-    BackupCmd, Cli, ClientCmd, Command, Global, ProviderCmd, TenantCmd, TenantKeyCmd,
-};
+use super::args::{BackupCmd, Cli, ClientCmd, Command, ProviderCmd, TenantCmd, TenantKeyCmd};
+use super::backend::{self, load_config, local_caller, vault_path};
 use super::output::note;
-use super::{output, passphrase, paths};
-use crate::contract::{Caller, Request, Response};
+use super::{output, passphrase};
+use crate::contract::{Request, Response};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::paths;
 use crate::vault::records::Status;
 use crate::vault::{Vault, crypto::KdfParams};
 use std::io::{Read, Write};
 use std::path::PathBuf;
-
-fn vault_path(g: &Global) -> PathBuf {
-    g.vault.clone().unwrap_or_else(paths::default_vault)
-}
-
-/// The caller the in-process CLI acts as: the local user, with full access to a vault file
-/// it could unlock.
-pub fn local_caller() -> Caller {
-    Caller::Admin {
-        actor: format!("cli:uid={}", nix::unistd::getuid()),
-    }
-}
 
 fn parse_since(s: &str, now: i64) -> Result<i64> {
     let d = humantime::parse_duration(s)
@@ -336,7 +325,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::RefreshLoop { connection } => {
-            let engine = open_local(&g).await?;
+            let engine = backend::open_local(&g, crate::vault::Access::ReadWrite)?;
             // the crash test needs refreshes as fast as they go (hidden test support)
             engine.refresher().state().disable_pacing_for_crash_test();
             let key = crate::names::ConnectionId::parse(&connection)?.key();
@@ -383,7 +372,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 &pass,
                 &config,
                 salvage.as_ref(),
-                crate::backup::stderr_is_terminal(),
+                super::progress::terminal_sink(),
                 chrono::Utc::now().timestamp(),
             )?;
             let mut stdout = std::io::stdout().lock();
@@ -402,29 +391,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
             no_listen,
             json,
         } => {
-            let args = super::connect::ConnectArgs {
+            let opts = super::connect::ConnectOptions {
                 connection,
-                flow,
+                flow: flow.into(),
                 scopes,
                 port,
-                open,
                 timeout: std::time::Duration::from_secs(timeout),
                 no_listen,
             };
             // Through the daemon when one answers (it holds the vault), else in-process.
-            let resp = match crate::client::daemon(&g).await? {
-                Some(c) => {
-                    let via = super::connect::Via::Daemon(tokio::sync::Mutex::new(c));
-                    super::connect::run_via(&via, args).await?
-                }
-                None => {
-                    let engine = open_local(&g).await?;
-                    let caller = local_caller();
-                    let resp = super::connect::run(&engine, &caller, args).await;
-                    engine.flush_audit()?;
-                    resp?
-                }
-            };
+            let b = backend::backend(&g).await?;
+            let mut ui = super::connect::Terminal { open };
+            let resp = crate::client::connect::run(&b, opts, &mut ui).await;
+            // what a failed step audited is written too
+            b.flush_audit()?;
+            let resp = resp?;
             let now = chrono::Utc::now().timestamp();
             output::print_stdout(&resp, json, now)?;
             return Ok(0);
@@ -434,7 +415,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Request::Test { connection }
         }
     };
-    let resp = crate::client::execute(&g, req).await?;
+    let resp = backend::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();
     output::print_stdout(&resp, pr.json, now)?;
     match &resp {
@@ -469,98 +450,6 @@ pub fn refresh_exit_code(results: &[crate::contract::RefreshResult]) -> i32 {
         .into_iter()
         .find(|c| codes.contains(c))
         .unwrap_or(exit::OK)
-}
-
-/// The configuration file of `--config` (or the default path); absent means empty.
-pub fn load_config(g: &Global) -> Result<crate::config::Config> {
-    crate::config::Config::load(&g.config.clone().unwrap_or_else(paths::default_config))
-}
-
-/// Opens the vault file in this process and answers `req` as the local admin.
-pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
-    if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
-        return Err(Error::Unauthorized(
-            "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
-        ));
-    }
-    if let Request::BackupVerify {
-        path,
-        identity,
-        passphrase,
-    } = req
-    {
-        // Verifying a backup needs no vault (nor its passphrase): any machine can check one.
-        return crate::backup::backups::verify_file(
-            &path,
-            identity,
-            passphrase,
-            crate::backup::stderr_is_terminal(),
-        )
-        .map(Response::Backup);
-    }
-    let path = vault_path(g);
-    if !path.exists() {
-        return Err(Error::NoVault { path });
-    }
-    if let Request::BackupRestore {
-        path: file,
-        identity,
-        passphrase,
-        ..
-    } = &req
-    {
-        // Check the whole backup before opening the vault: even a read-only session
-        // rewrites redb's bookkeeping when the file is closed, and a wrong key or a bad
-        // file must leave the vault byte-for-byte unchanged.
-        crate::backup::backups::verify_file(
-            file,
-            identity.clone(),
-            passphrase.clone(),
-            crate::backup::stderr_is_terminal(),
-        )?;
-    }
-    let config = load_config(g)?;
-    let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    // A command that only reads opens the file read-only: nothing it does reaches the file.
-    let access = if reads_only(&req) {
-        crate::vault::Access::ReadOnly
-    } else {
-        crate::vault::Access::ReadWrite
-    };
-    let vault = Vault::open_as(&path, &pass, access)?;
-    drop(pass);
-    let engine = Engine::new(vault);
-    engine.set_config(config);
-    let result = engine.handle(&local_caller(), req).await;
-    // Hand-outs are audited only when the command succeeded: a refused command (a record
-    // that fails its integrity check, say) writes nothing to the file.
-    if result.is_ok() {
-        engine.flush_audit()?;
-    }
-    result
-}
-
-/// Requests that never change the vault (and record no audit): opened read-only. `get`
-/// and `backup export` are not among them: they record who took what (SPEC §9), and `get`
-/// may refresh.
-fn reads_only(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::Hello
-            | Request::Status
-            | Request::TenantList
-            | Request::TenantKeyList { .. }
-            | Request::TenantGrantList { .. }
-            | Request::ClientList { .. }
-            | Request::List { .. }
-            | Request::Show { .. }
-            | Request::Audit { .. }
-            | Request::ProviderList
-            | Request::ProviderShow { .. }
-            | Request::AppleKeyList { .. }
-            | Request::Metrics
-            | Request::DaemonInfo
-    )
 }
 
 fn absolute(p: &std::path::Path) -> Result<String> {
@@ -629,27 +518,6 @@ fn backup_request(b: BackupCmd, pr: &mut Print) -> Result<Request> {
             }
         }
     })
-}
-
-/// Opens the vault in this process as an engine that can answer several requests (the
-/// multi-step `connect` flows).
-pub async fn open_local(g: &Global) -> Result<Engine> {
-    if g.tenant_key_file.is_some() || std::env::var_os("TOKENVAULT_TENANT_KEY").is_some() {
-        return Err(Error::Unauthorized(
-            "a tenant key only works through the daemon, and no daemon answers on the socket; start `tokenvault serve`".into(),
-        ));
-    }
-    let path = vault_path(g);
-    if !path.exists() {
-        return Err(Error::NoVault { path });
-    }
-    let config = load_config(g)?;
-    let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    let vault = Vault::open(&path, &pass)?;
-    drop(pass);
-    let engine = Engine::new(vault);
-    engine.set_config(config);
-    Ok(engine)
 }
 
 #[cfg(test)]

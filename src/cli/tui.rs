@@ -8,12 +8,13 @@
 //! `tui::Link` (Requests as this caller).
 
 use super::args::Global;
-use super::{passphrase, paths};
+use super::passphrase;
 use crate::contract::{Request, Response};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::paths;
 use crate::tui::app::LinkInfo;
-use crate::tui::link::{EngineLink, SocketLink};
+use crate::tui::link::{BackendLink, EngineLink};
 use crate::vault::Vault;
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ pub async fn run(g: &Global) -> Result<i32> {
     let config =
         crate::config::Config::load(&g.config.clone().unwrap_or_else(paths::default_config))?;
     let socket = g.socket.clone().unwrap_or_else(paths::default_socket);
-    if let Some(mut c) = crate::client::daemon(g).await? {
-        let (caller, tenant) = match c.call(&Request::Hello).await? {
+    if let Some(c) = super::backend::daemon(g).await? {
+        let (caller, tenant) = match c.call(Request::Hello).await? {
             Response::Hello { caller, .. } => {
                 let tenant = caller.strip_prefix("tenant:").map(str::to_owned);
                 let shown = match &tenant {
@@ -43,7 +44,7 @@ pub async fn run(g: &Global) -> Result<i32> {
             }
             _ => ("admin".to_owned(), None),
         };
-        let link = SocketLink::new(
+        let link = BackendLink::new(
             c,
             LinkInfo {
                 place: format!("daemon {}", socket.display()),

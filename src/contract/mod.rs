@@ -9,14 +9,19 @@
 //! - [`event`]: `Event`, the bus's and `watch`'s unit (SPEC §10).
 //! - [`caller`]: `Caller`, admin or tenant-scoped, decided by the front end.
 //! - [`framing`]: one JSON object per line each way (SPEC §6, docs/protocol.md).
+//! - [`progress`]: `ProgressEvent`/`ProgressSink`, how a long operation reports to its
+//!   caller (who decides how to show it).
+//! - [`watch`]: `WatchScope`, which events a `watch` shows a caller.
 
 pub mod caller;
 pub mod event;
 pub mod framing;
+pub mod progress;
 pub mod request;
 pub mod response;
 mod tag;
 pub mod views;
+pub mod watch;
 
 pub use caller::Caller;
 pub use event::{Event, EventKind, StatusEvent};

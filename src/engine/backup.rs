@@ -2,16 +2,12 @@
 //! event with its outcome. The work is the backup handle's (`backup::Backups`).
 
 use super::Engine;
+use crate::contract::progress::ProgressSink;
 use crate::contract::{BackupReport, Caller, Event, EventKind, Response};
 use crate::error::Result;
 use crate::secret::Secret;
 
 impl Engine {
-    /// Whether the backup may draw a progress bar: in this process, on a terminal.
-    fn progress(&self) -> bool {
-        !self.daemon && crate::backup::stderr_is_terminal()
-    }
-
     pub(super) fn backup_export(
         &self,
         caller: &Caller,
@@ -20,6 +16,7 @@ impl Engine {
         recipients: Vec<String>,
         passphrase: Option<Secret>,
         include_audit: bool,
+        progress: Option<ProgressSink>,
     ) -> Result<Response> {
         caller.require_admin()?;
         let t = tenant.clone();
@@ -30,7 +27,7 @@ impl Engine {
             recipients,
             passphrase,
             include_audit,
-            self.progress(),
+            progress,
         );
         self.backup_event("export", t, &r);
         r.map(Response::Backup)
@@ -42,11 +39,10 @@ impl Engine {
         path: &str,
         identity: Option<Secret>,
         passphrase: Option<Secret>,
+        progress: Option<ProgressSink>,
     ) -> Result<Response> {
         caller.require_admin()?;
-        let r = self
-            .backups
-            .verify(path, identity, passphrase, self.progress());
+        let r = self.backups.verify(path, identity, passphrase, progress);
         self.backup_event("verify", None, &r);
         r.map(Response::Backup)
     }
@@ -59,17 +55,12 @@ impl Engine {
         passphrase: Option<Secret>,
         tenant: Option<String>,
         replace: bool,
+        progress: Option<ProgressSink>,
     ) -> Result<Response> {
         caller.require_admin()?;
         let t = tenant.clone();
         let r = self.backups.restore(
-            caller,
-            path,
-            identity,
-            passphrase,
-            tenant,
-            replace,
-            self.progress(),
+            caller, path, identity, passphrase, tenant, replace, progress,
         );
         if r.is_ok() {
             // restored connections may be due before anything the scheduler sleeps to

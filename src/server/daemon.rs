@@ -370,13 +370,13 @@ fn log_startup(engine: &Engine, opts: &ServeOptions, metrics: Option<SocketAddr>
     let next_due = match next {
         Some((at, key)) => format!(
             "{} (connection {})",
-            crate::cli::output::fmt_in(at, now),
+            crate::timefmt::fmt_in(at, now),
             engine.vault().pseudonym(&key)
         ),
         None => "nothing scheduled".into(),
     };
     tracing::info!(
-        version = crate::cli::args::LONG_VERSION,
+        version = crate::version::LONG_VERSION,
         vault = %opts.vault.display(),
         socket = %opts.socket.display(),
         tenants,

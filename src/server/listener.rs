@@ -16,6 +16,11 @@
 //! connections close at once, a request being answered is finished, and whatever is still
 //! running after `GRACE` is abandoned.
 //!
+//! `watch` (SPEC §10) turns the connection into a stream of event lines until the client
+//! hangs up or the daemon stops (`watch` below): it keeps its admission slot but no idle
+//! timer, and a watcher that does not read falls behind the bus (one `lagged` event)
+//! instead of slowing anything down.
+//!
 //! A client that hangs up while its request is being answered (issue 14) is noticed
 //! (`answer_watching`) and told to the refresh engine through `refresh::caller`: an
 //! on-demand refresh for it stops before its next provider call. A half-closed client
@@ -24,7 +29,8 @@
 use super::admission::{Admission, Limits, Slot, Standing};
 use super::peer::{self, Identity};
 use crate::contract::framing::{self as protocol, MAX_LINE};
-use crate::contract::{Request, Response};
+use crate::contract::watch::WatchScope;
+use crate::contract::{Event, EventKind, Request, Response};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -33,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
 /// How long connections may take to finish after shutdown begins.
@@ -253,16 +259,39 @@ async fn connection(
                     line.clear();
                     continue;
                 }
-                let request = crate::refresh::caller::scope(
-                    gone_rx.clone(),
-                    answer(&engine, &mut identity, daemon_uid, &line),
-                );
-                let a = answer_watching(request, &wr, &gone_tx).await;
+                let (id, req) = protocol::decode(&line);
                 line.clear();
-                if slot.is_pending() && matches!(identity, Identity::Key { .. }) {
-                    slot.authorised();
+                match req {
+                    Ok(Request::Watch { filter }) => {
+                        let streamed = watch(
+                            &engine,
+                            &identity,
+                            daemon_uid,
+                            &id,
+                            filter,
+                            &mut rd,
+                            &mut wr,
+                            stopped.as_mut(),
+                        )
+                        .await;
+                        match streamed {
+                            // the stream ran until the client or the daemon ended it
+                            Ok(()) => break,
+                            Err(refused) => (refused, false),
+                        }
+                    }
+                    req => {
+                        let request = crate::refresh::caller::scope(
+                            gone_rx.clone(),
+                            answer(&engine, &mut identity, daemon_uid, id, req),
+                        );
+                        let a = answer_watching(request, &wr, &gone_tx).await;
+                        if slot.is_pending() && matches!(identity, Identity::Key { .. }) {
+                            slot.authorised();
+                        }
+                        a
+                    }
                 }
-                a
             }
         };
         let (answer, ok) = answer;
@@ -332,14 +361,14 @@ async fn write(wr: &mut tokio::net::unix::OwnedWriteHalf, bytes: &[u8]) -> std::
     }
 }
 
-/// Decodes, authorises and answers one line.
+/// Authorises and answers one decoded line.
 async fn answer(
     engine: &Engine,
     identity: &mut Identity,
     daemon_uid: u32,
-    line: &[u8],
+    id: Value,
+    req: Result<Request>,
 ) -> (Vec<u8>, bool) {
-    let (id, req) = protocol::decode(line);
     let req = match req {
         Ok(r) => r,
         Err(e) => return (protocol::encode_err(&id, &e), false),
@@ -377,5 +406,109 @@ async fn answer(
             }
             (protocol::encode_err(&id, &e), false)
         }
+    }
+}
+
+/// A watcher's socket send buffer: what the kernel holds for a watcher that does not read.
+/// Small, so a stuck watcher costs little memory and falls behind the bus (and gets one
+/// `lagged` event) instead of buffering minutes of events.
+const WATCH_SNDBUF: usize = 32 * 1024;
+
+/// How often a watch checks again that its caller may still watch (a revoked grant or
+/// key ends it), at most: only when an event is about to be sent.
+const WATCH_RECHECK: Duration = Duration::from_secs(1);
+
+/// Serves `{"op":"watch"}` (SPEC §10) until the client hangs up or the daemon stops:
+/// `watching`, then one `event` line per event the caller's scope and the filter admit.
+/// Returns the error answer instead when the caller may not watch (the connection then
+/// goes on as after any failed request).
+///
+/// The bus never waits for a watcher: this task takes the next event only once the last
+/// line is written, so a watcher that does not read falls behind the broadcast channel and
+/// is told how many events it missed (`lagged`) when it reads again. No write timeout
+/// applies here (a watcher may be quiet for hours); a client that hangs up is noticed by
+/// the write failing or `hung_up`.
+#[allow(clippy::too_many_arguments)]
+async fn watch<R: AsyncBufRead + Unpin>(
+    engine: &Engine,
+    identity: &Identity,
+    daemon_uid: u32,
+    id: &Value,
+    filter: Option<String>,
+    rd: &mut R,
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    stopped: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> std::result::Result<(), Vec<u8>> {
+    let caller =
+        peer::caller(engine, identity, daemon_uid).map_err(|e| protocol::encode_err(id, &e))?;
+    let scope =
+        WatchScope::new(&caller, filter.as_deref()).map_err(|e| protocol::encode_err(id, &e))?;
+    // Subscribed before `watching` is sent: every event after the answer reaches us.
+    let mut rx = engine.subscribe();
+    // Best effort: the kernel may round it, and a failure only means a larger buffer.
+    let stream: &UnixStream = (*wr).as_ref();
+    let _ = nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::SndBuf, &WATCH_SNDBUF);
+    tracing::debug!(actor = caller.actor(), "watch started");
+    let mut stopped = stopped;
+    if write(wr, &protocol::encode_ok(id, &Response::Watching))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut checked = tokio::time::Instant::now();
+    let mut reading = true;
+    loop {
+        let event = tokio::select! {
+            _ = &mut stopped => break,
+            _ = hung_up(wr) => break,
+            // Lines a watcher sends are read and dropped; its end of input is not a
+            // hang-up (`socat` shuts down its writing side and goes on reading).
+            r = discard(rd), if reading => {
+                if r.is_err() { break; }
+                reading = false;
+                continue;
+            }
+            ev = rx.recv() => match ev {
+                Ok(e) if scope.admits(&e) => e,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Event::new(engine.now(), EventKind::Lagged { missed })
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        if checked.elapsed() >= WATCH_RECHECK {
+            checked = tokio::time::Instant::now();
+            match peer::caller(engine, identity, daemon_uid) {
+                Ok(c) if c == caller => {}
+                Ok(_) => break,
+                Err(e) => {
+                    let _ = write(wr, &protocol::encode_err(id, &e)).await;
+                    break;
+                }
+            }
+        }
+        let line = protocol::encode_ok(id, &Response::Event { event });
+        let written = tokio::select! {
+            r = wr.write_all(&line) => r,
+            _ = &mut stopped => break,
+        };
+        if written.is_err() {
+            break;
+        }
+    }
+    tracing::debug!(actor = caller.actor(), "watch ended");
+    Ok(())
+}
+
+/// Reads and drops whatever the peer sends; returns at its end of input.
+async fn discard<R: AsyncBufRead + Unpin>(rd: &mut R) -> std::io::Result<()> {
+    loop {
+        let n = rd.fill_buf().await?.len();
+        if n == 0 {
+            return Ok(());
+        }
+        rd.consume(n);
     }
 }

@@ -126,51 +126,69 @@ pub fn bus_events(rx: tokio::sync::broadcast::Receiver<Event>, tenant: Option<St
     }))
 }
 
-/// A daemon connection as a link: calls go one at a time over one connection (the daemon
-/// answers in order). Live events need the socket's `watch` op; until a client `Backend`
-/// provides it, `watch` fails and the UI polls on its tick.
-pub struct SocketLink {
-    client: Arc<tokio::sync::Mutex<crate::client::Client>>,
+/// Turns the TUI's `(done, total)` callback into a contract progress sink.
+fn sink_of(progress: ProgressSink) -> crate::contract::progress::ProgressSink {
+    use crate::contract::progress::ProgressEvent;
+    let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::contract::progress::ProgressSink::new(move |e| match e {
+        ProgressEvent::Start { total: t, .. } => {
+            total.store(t, std::sync::atomic::Ordering::Relaxed);
+            progress(0, t);
+        }
+        ProgressEvent::Advance { done } => {
+            progress(done, total.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        ProgressEvent::Finish => {}
+    })
+}
+
+/// The client `Backend` (the daemon over its socket, or an engine in this process) as a
+/// link: what `tokenvault tui` uses. Live events come from `Backend::watch`.
+pub struct BackendLink {
+    backend: Arc<crate::client::Backend>,
     info: LinkInfo,
 }
 
-impl std::fmt::Debug for SocketLink {
+impl std::fmt::Debug for BackendLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SocketLink")
+        f.debug_struct("BackendLink")
             .field("info", &self.info)
             .finish()
     }
 }
 
-impl SocketLink {
-    pub fn new(client: crate::client::Client, info: LinkInfo) -> SocketLink {
-        SocketLink {
-            client: Arc::new(tokio::sync::Mutex::new(client)),
+impl BackendLink {
+    pub fn new(backend: crate::client::Backend, info: LinkInfo) -> BackendLink {
+        BackendLink {
+            backend: Arc::new(backend),
             info,
         }
     }
 }
 
-impl Link for SocketLink {
+impl Link for BackendLink {
     fn call(&self, req: Request) -> BoxFuture<'static, Result<Response>> {
-        let client = self.client.clone();
-        Box::pin(async move { client.lock().await.call(&req).await })
+        let b = self.backend.clone();
+        Box::pin(async move { b.call(req).await })
     }
 
     fn call_with_progress(
         &self,
         req: Request,
-        _progress: ProgressSink,
+        progress: ProgressSink,
     ) -> BoxFuture<'static, Result<Response>> {
-        // the daemon sends no progress over the socket: the gauge waits for the answer
-        self.call(req)
+        let b = self.backend.clone();
+        Box::pin(async move { b.call_with_progress(req, sink_of(progress)).await })
     }
 
     fn watch(&self) -> BoxFuture<'static, Result<Events>> {
-        Box::pin(async {
-            Err(crate::error::Error::Internal(
-                "this build follows the daemon by polling".into(),
-            ))
+        let b = self.backend.clone();
+        Box::pin(async move {
+            let stream = b.watch(None).await?;
+            let events: Events = Box::pin(futures::stream::unfold(stream, |mut s| async move {
+                s.next().await.map(|e| (e, s))
+            }));
+            Ok(events)
         })
     }
 

@@ -47,5 +47,5 @@ pub mod view;
 mod tests;
 
 pub use app::{Action, App, Effect, Key, LinkInfo, Tab};
-pub use link::{EngineLink, Link, SocketLink};
+pub use link::{BackendLink, EngineLink, Link};
 pub use run::{Options, run_terminal};

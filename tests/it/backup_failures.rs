@@ -187,7 +187,7 @@ fn wrong_identity_or_passphrase_is_a_clear_error_and_changes_nothing() {
     );
     report(e);
     // exit code 3 for a wrong key, like a wrong vault passphrase
-    let e = verify(&pfile, &Unlock::Passphrase(Secret::new("wrong")), false).unwrap_err();
+    let e = verify(&pfile, &Unlock::Passphrase(Secret::new("wrong")), None).unwrap_err();
     assert_eq!(e.exit_code(), 3);
 }
 
@@ -218,7 +218,7 @@ fn truncation_at_every_chunk_boundary_is_detected() {
 fn verify_bytes(s: &Setup, bytes: &[u8]) -> tokenvault::Result<tokenvault::contract::BackupReport> {
     let p = s.target_dir.path().join("v.age");
     std::fs::write(&p, bytes).unwrap();
-    verify(&p, &unlock_identity(&s.id_text), false)
+    verify(&p, &unlock_identity(&s.id_text), None)
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn an_altered_or_shortened_payload_re_encrypted_is_detected() {
     // the untouched payload re-encrypted restores fine (the test's own control)
     let ok = s.target_dir.path().join("ok.age");
     std::fs::write(&ok, seal(&plain)).unwrap();
-    verify(&ok, &unlock_identity(&other_text), false).unwrap();
+    verify(&ok, &unlock_identity(&other_text), None).unwrap();
 
     // one token character changed
     let at = plain.windows(3).position(|w| w == b"AT-").unwrap();

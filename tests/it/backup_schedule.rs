@@ -69,7 +69,7 @@ fn scheduled_backups_rotate_and_show_in_status() {
             std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let r = tokenvault::backup::verify(f, &unlock_identity(&id_text), false).unwrap();
+        let r = tokenvault::backup::verify(f, &unlock_identity(&id_text), None).unwrap();
         assert_eq!(r.counts["connections"], 6);
         assert!(r.counts["audit"] > 0);
     }
@@ -176,7 +176,7 @@ fn serve_takes_scheduled_backups_and_status_shows_them() {
     let files = scheduled_files(&dir);
     assert_eq!(files.len(), 2, "{files:?}\n{}", d.log());
     for f in &files {
-        let r = tokenvault::backup::verify(f, &unlock_identity(&id_text), false).unwrap();
+        let r = tokenvault::backup::verify(f, &unlock_identity(&id_text), None).unwrap();
         assert_eq!(r.counts["tenants"], 1);
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -274,7 +274,7 @@ fn a_planted_future_file_does_not_silence_serve_and_is_reported_not_deleted() {
     let real: Vec<_> = names(&dir).into_iter().filter(|n| n != PLANTED).collect();
     assert_eq!(real.len(), 2, "{real:?}");
     for n in &real {
-        tokenvault::backup::verify(&dir.join(n), &unlock_identity(&id_text), false).unwrap();
+        tokenvault::backup::verify(&dir.join(n), &unlock_identity(&id_text), None).unwrap();
     }
 }
 
@@ -393,7 +393,7 @@ fn a_scheduled_backup_never_writes_over_what_is_planted_at_its_name() {
     tokenvault::backup::verify(
         std::path::Path::new(&report.path),
         &unlock_identity(&id_text),
-        false,
+        None,
     )
     .unwrap();
 }

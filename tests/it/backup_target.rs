@@ -169,7 +169,7 @@ fn an_existing_regular_file_is_replaced_by_rename_not_written_in_place() {
     assert_ne!(m.ino(), old_ino, "the old inode was written in place");
     assert_eq!(m.mode() & 0o777, 0o600);
     assert_eq!(std::fs::read(&link).unwrap(), b"the previous backup");
-    let r = tokenvault::backup::verify(&file, &unlock_identity(&id_text), false).unwrap();
+    let r = tokenvault::backup::verify(&file, &unlock_identity(&id_text), None).unwrap();
     assert_eq!(r.counts["tenants"], 1);
     // nothing else in the directory: no temp file left
     assert_eq!(names(&dir), vec!["b.age", "hard-link"]);
@@ -255,6 +255,6 @@ fn the_daemon_refuses_the_same_targets_and_writes_a_new_name() {
             .is_symlink()
     );
     assert!(ok.status.success(), "{}\n{}", stderr(&ok), d.log());
-    tokenvault::backup::verify(&fresh, &unlock_identity(&id_text), false).unwrap();
+    tokenvault::backup::verify(&fresh, &unlock_identity(&id_text), None).unwrap();
     assert_eq!(names(&dir), vec!["fifo.age", "link.age", "new.age"]);
 }

@@ -1,4 +1,4 @@
-//! Help that teaches (issue 13 point 4): every argument and subcommand described, examples
+//! Help that teaches: every argument and subcommand described, examples
 //! in the main commands' `--help`, global options under their own heading, no environment
 //! value in help or usage, a long `--version`, and messages that name the right thing (the
 //! socket of a second `serve`; where a wrong passphrase came from).

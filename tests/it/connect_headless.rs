@@ -1,4 +1,4 @@
-//! The authorisation-code flow at its edges (issue 13 points 3 and 7), through the real
+//! The authorisation-code flow at its edges, through the real
 //! binary against the fake provider:
 //!
 //! - headless (`--no-listen`): the printed URL carries the documented redirect URI and

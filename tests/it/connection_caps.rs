@@ -1,4 +1,4 @@
-//! One local user cannot lock the others out (SPEC §6 limits, issue 14 point 4): a uid
+//! One local user cannot lock the others out (SPEC §6 limits): a uid
 //! with no grant and no key is capped per uid, must authenticate within the auth
 //! deadline, and, with every other ungranted uid, holds at most half the slots; root and
 //! granted uids still get in. The socket is widened (`--socket-mode 0666`) as an operator

@@ -1,4 +1,4 @@
-//! Issue 4 point 6: many concurrent socket clients fetching tokens.
+//! Many concurrent socket clients fetching tokens.
 //!
 //! With the refresh engine merged, the scheduler refreshes while these clients fetch;
 //! until then this covers the socket side: 64 concurrent clients, no error, every token

@@ -1,4 +1,4 @@
-//! Daemon logs an operator can read (issue 13 point 8): at the default level `serve` logs
+//! Daemon logs an operator can read: at the default level `serve` logs
 //! one start-up line (version, vault, socket, connections, next due) and one line per
 //! refresh failure, nothing per request; `-v` adds no dependency noise or source paths;
 //! per-request lines start at `-vv`.

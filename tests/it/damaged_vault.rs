@@ -1,4 +1,4 @@
-//! A damaged vault file (issue 14 point 5): no panic reaches the user, no wrong token is
+//! A damaged vault file: no panic reaches the user, no wrong token is
 //! ever handed out, a command that only reads (or refuses) changes no byte, a file that
 //! fails the integrity check is never written by an ordinary command, and `doctor`
 //! reports the damage and salvages every record that still opens into a backup that

@@ -1,4 +1,4 @@
-//! `tokenvault exec --env VAR=CONNECTION -- CMD` (issue 13 point 5): the variables hold
+//! `tokenvault exec --env VAR=CONNECTION -- CMD`: the variables hold
 //! valid tokens (in-process and through the daemon, `--min-ttl` honoured), CMD's exit code
 //! comes back (128+N for a signal), signals reach CMD, errors stop CMD from running, and no
 //! token is on a command line or in a log.

@@ -1,4 +1,4 @@
-//! The one integration-test binary (as ripgrep does): every module is a area of behaviour,
+//! The one integration-test binary (as ripgrep does): every module is an area of behaviour,
 //! run against the real binary, a real vault file, real sockets and real HTTP servers on
 //! 127.0.0.1.
 
@@ -17,8 +17,8 @@ mod backup_roundtrip;
 mod backup_schedule;
 mod backup_target;
 mod build_stamp;
-mod cli;
 mod cli_help;
+mod command_line;
 mod connect_headless;
 mod connection_caps;
 mod daemon_cli;
@@ -32,8 +32,6 @@ mod daemon_webhooks;
 mod damaged_vault;
 mod error_echo;
 mod exec;
-mod failures;
-mod hygiene;
 mod packaging;
 mod pipes;
 mod provider_typos;
@@ -44,6 +42,7 @@ mod refresh_exit_codes;
 mod refresh_hostile_provider;
 mod refresh_pacing;
 mod rust_client;
+mod secret_hygiene;
 mod serve_config;
 mod socket_trust;
 mod status_health;
@@ -52,3 +51,5 @@ mod token_validation;
 mod tui_screen;
 mod tui_terminal;
 mod valid_token_kept;
+mod vault_file_failures;
+mod watch_socket;

@@ -1,4 +1,4 @@
-//! Packaging (issue 13 point 6): `scripts/install` into a temporary DESTDIR puts the
+//! Packaging: `scripts/install` into a temporary DESTDIR puts the
 //! binary, the generated man pages, the unit (with the PREFIX's paths) and every document
 //! the unit's `Documentation=` names in place; the unit's `systemd-analyze security`
 //! exposure is at most 2.0; the Dockerfile's promises hold; `scripts/docker-smoke` skips

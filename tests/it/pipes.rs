@@ -1,7 +1,7 @@
-//! A closed stdout ends a command quietly (issue 13 point 3): `tokenvault completions bash
+//! A closed stdout ends a command quietly: `tokenvault completions bash
 //! | head -1` does not panic, `audit --json | head -1` prints no error. Every printing
 //! command is run with its stdout on a pipe whose reader is already gone (every write
-//! fails with EPIPE, deterministically), and the two shell pipelines of the issue are run
+//! fails with EPIPE, deterministically), and the two shell pipelines above are run
 //! as written, with bash's PIPESTATUS giving tokenvault's own exit code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Typos caught where they are made (issue 13 point 2): an unknown provider is refused at
+//! Typos caught where they are made: an unknown provider is refused at
 //! `put`, `client set` and `connect` — through the binary on the vault file and through
 //! the daemon's socket ops — with the known providers listed and the nearest one
 //! suggested; nothing is stored. A name that is not a provider name at all is not quoted

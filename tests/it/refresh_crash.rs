@@ -1,4 +1,4 @@
-//! Crash safety of refreshes (issue 3, point 8): a child process refreshes continuously
+//! Crash safety of refreshes: a child process refreshes continuously
 //! against the rotating fake provider and is killed with SIGKILL at random moments. After
 //! each kill the vault opens, and every refresh the child acknowledged (printed after its
 //! commit) is intact: the stored generation is never older than the last acknowledged one.

@@ -1,4 +1,4 @@
-//! The refresh engine against the stateful fake provider (issue 3, point 7), in process:
+//! The refresh engine against the stateful fake provider, in process:
 //! a real vault file, a real HTTP server on 127.0.0.1, tokio's paused clock where time
 //! matters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -398,23 +398,42 @@ async fn scheduler_wakes_when_a_connection_changes() {
     sched.await.unwrap().unwrap();
 }
 
+/// The steps a flow hands back, as text (no front end draws them here).
+#[derive(Default)]
+struct Steps(Vec<String>);
+
+impl tokenvault::client::connect::ConnectUi for Steps {
+    fn step(&mut self, step: tokenvault::client::connect::ConnectStep<'_>) {
+        self.0.push(format!("{step:?}"));
+    }
+
+    fn paste(&mut self) -> impl std::future::Future<Output = tokenvault::Result<Secret>> + Send {
+        async {
+            Err(tokenvault::Error::Internal(
+                "nothing to paste in the device flow".into(),
+            ))
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn device_flow_pending_slow_down_success_spacing() {
     let fp = FakeProvider::start().await;
     let (_tv, engine) = setup(&fp, "spotify").await;
     fp.script([Canned::Pending, Canned::SlowDown]);
-    let resp = tokenvault::cli::connect::run(
-        &engine,
-        &admin(),
-        tokenvault::cli::connect::ConnectArgs {
+    let backend = tokenvault::client::Backend::local(engine.clone(), admin());
+    let mut ui = Steps::default();
+    let resp = tokenvault::client::connect::run(
+        &backend,
+        tokenvault::client::connect::ConnectOptions {
             connection: CONN.into(),
-            flow: tokenvault::cli::args::Flow::Device,
+            flow: tokenvault::client::connect::Flow::Device,
             scopes: vec![],
             port: 0,
-            open: false,
             timeout: Duration::from_secs(60),
             no_listen: false,
         },
+        &mut ui,
     )
     .await
     .unwrap();
@@ -423,6 +442,12 @@ async fn device_flow_pending_slow_down_success_spacing() {
     // interval 5 s; slow_down adds 5 s
     assert_eq!(polls, vec![5, 10, 20]);
     assert_eq!(get(&engine, CONN).await.unwrap(), "at-1-0");
+    // the flow handed its steps back: the code to enter, waiting, done
+    let kinds: Vec<&str> =
+        ui.0.iter()
+            .map(|s| s.split([' ', '{']).next().unwrap_or(""))
+            .collect();
+    assert_eq!(kinds, ["UserCode", "Waiting", "Done"], "{:?}", ui.0);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Exit codes that tell the truth (issue 13 point 3): `refresh --due` / `--tenant` exit
+//! Exit codes that tell the truth: `refresh --due` / `--tenant` exit
 //! non-zero when any refresh failed — 6 when a connection needs re-authorisation, 7 when
 //! only providers were unavailable — on the vault file and through the daemon, with
 //! every result still printed.

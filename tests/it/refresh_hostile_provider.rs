@@ -1,4 +1,4 @@
-//! A provider answering 429 or errors cannot drive a loop (issue 14, point 3), through the
+//! A provider answering 429 or errors cannot drive a loop, through the
 //! real binary and daemon against the fake provider on 127.0.0.1: `refresh` against
 //! `Retry-After: 0` forever gives exit 7 after a handful of calls and nothing follows it;
 //! a `Retry-After` of 1 s or 2 minutes answers within the on-demand deadline, not minutes

@@ -1,4 +1,4 @@
-//! A hostile or broken provider cannot drive a loop (issue 14, point 3), in process: the
+//! A hostile or broken provider cannot drive a loop, in process: the
 //! real engine, scheduler and single flight against the scripted fake provider on
 //! 127.0.0.1, on tokio's paused clock. Concrete cases first (429 with `Retry-After: 0`,
 //! a wait past the deadline, the forced-refresh limit for every kind of answer, tokens that

@@ -1,4 +1,4 @@
-//! The Rust client (issue 13 point 10): `tokenvault::client::get_token` / `get_token_as`,
+//! The Rust client: `tokenvault::client::get_token` / `get_token_as`,
 //! as `examples/get_token.rs` uses them, against a real `serve`: valid tokens, `min_ttl`
 //! refreshing first, tenant scoping and the CLI's errors and exit codes.
 

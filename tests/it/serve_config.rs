@@ -1,4 +1,4 @@
-//! The daemon's configuration is checked where it is given (issue 13 point 2): `serve`
+//! The daemon's configuration is checked where it is given: `serve`
 //! refuses to start (exit 6, nothing listening) with a `--config` file that does not
 //! exist, a webhook without `secret_file`, or a `[backup]` without recipients; on SIGHUP
 //! the same faults leave the running configuration in place, and the log says so.

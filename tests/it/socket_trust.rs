@@ -1,10 +1,10 @@
-//! Whom the socket's two ends trust (SPEC §6, issue 14 point 1): the CLI sends nothing to
+//! Whom the socket's two ends trust (SPEC §6): the CLI sends nothing to
 //! a daemon of another uid unless the operator named it, and `serve` refuses a socket
 //! directory, lock file or socket someone else could control.
 //!
 //! Each test makes its own runtime directory inside its temp dir (`XDG_RUNTIME_DIR`), so
 //! the real `/tmp/tokenvault-$UID` of other tests and users is never touched; the
-//! fallback's name is unit-tested in `cli::paths`.
+//! fallback's name is unit-tested in `paths`.
 
 use crate::support::other_uid::{self, NOBODY, chmod, chown};
 use crate::support::*;

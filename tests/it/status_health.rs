@@ -1,6 +1,6 @@
-//! `status` and `health` say what their JSON says (issue 13 point 4), `health` says why it
+//! `status` and `health` say what their JSON says, `health` says why it
 //! is unhealthy, and `--metrics-listen` answers `/healthz` (200 / 503 with the reasons) and
-//! carries `tokenvault_build_info` (point 6).
+//! carries `tokenvault_build_info`.
 
 use crate::support::fake_provider::{Canned, FakeProvider, cli_vault_with_spotify_client};
 use crate::support::*;

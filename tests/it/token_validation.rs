@@ -1,4 +1,4 @@
-//! `tokenvault test CONNECTION` and the socket op `test` (issue 13 point 9): the access
+//! `tokenvault test CONNECTION` and the socket op `test`: the access
 //! token goes to the provider's validation endpoint (here the fake provider's `/me`, set
 //! as `validation_url` in the config), and only there. 2xx → valid, exit 0; 401/403 (or
 //! Google's 400 `invalid_token`) → rejected: the connection becomes `needs_reauth`, exit

@@ -1,5 +1,6 @@
-//! Issue 2, point 5: every failure of the vault file gives a clear error, the right exit
-//! code, and loses nothing.
+//! Every failure of the vault file (a wrong passphrase, a flipped byte, a moved record,
+//! garbage, an empty or truncated file, …) gives a clear error, the right exit code, and
+//! loses nothing.
 
 use crate::support::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};

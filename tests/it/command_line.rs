@@ -1,4 +1,4 @@
-//! Issue 2, point 3: the command line of SPEC §3 as a user drives it.
+//! The command line of SPEC §3 as a user drives it.
 
 use crate::support::*;
 

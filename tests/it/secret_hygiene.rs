@@ -1,4 +1,4 @@
-//! Issue 2, point 6: distinctive secrets are seeded and every command's stdout (except the
+//! Secrets never leak: distinctive secrets are seeded and every command's stdout (except the
 //! token `get` is asked for), stderr at debug log level, Debug output, the audit table and
 //! the vault file itself are searched for them.
 
