@@ -26,6 +26,8 @@
 //!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
 //! - [`metrics`]: counters and the Prometheus text exposition.
 //! - [`webhook`]: signed POSTs on status changes.
+//! - [`demo`]: `tokenvault demo`: simulated providers on 127.0.0.1, a throw-away world,
+//!   the real daemon on it for a front end to attach to (SPEC §11).
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -54,6 +56,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod doctor;
 pub mod engine;
 pub mod error;

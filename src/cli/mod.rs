@@ -7,12 +7,14 @@
 pub mod apple;
 pub mod args;
 pub mod connect;
+pub mod demo;
 pub mod exec;
 pub mod man;
 pub mod output;
 pub mod passphrase;
 pub mod paths;
 pub mod run;
+pub mod watch;
 
 pub use args::Cli;
 pub use run::run;
