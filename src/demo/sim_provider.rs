@@ -368,3 +368,119 @@ fn bearer_ok(headers: &HeaderMap) -> Response {
         _ => (StatusCode::UNAUTHORIZED, "no token").into_response(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, behaviour: Behaviour) -> ProviderSpec {
+        ProviderSpec {
+            name: name.into(),
+            client_id: "id".into(),
+            client_secret: "cs".into(),
+            behaviour,
+        }
+    }
+
+    async fn refresh(
+        sim: &SimProviders,
+        name: &str,
+        rt: &str,
+        secret: &str,
+    ) -> (u16, Option<String>, serde_json::Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::Client::new()
+            .post(sim.token_url(name))
+            .basic_auth("id", Some(secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = r.text().await.unwrap();
+        (
+            status,
+            retry_after,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn rt(v: &serde_json::Value) -> String {
+        v["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_grant() {
+        let sim = SimProviders::start(vec![spec("p", Behaviour::Normal)])
+            .await
+            .unwrap();
+        assert!(sim.base().starts_with("http://127.0.0.1:"));
+        let first = sim.grant("p", 30, false).unwrap();
+        let (s, _, second) = refresh(&sim, "p", &rt(&first), "cs").await;
+        assert_eq!(s, 200, "{second}");
+        assert_ne!(rt(&second), rt(&first), "not rotated");
+        assert_ne!(second["access_token"], first["access_token"]);
+        let life = second["expires_in"].as_u64().unwrap();
+        assert!(LIFETIME_SECS.contains(&life), "{life}");
+        let (s, _, third) = refresh(&sim, "p", &rt(&second), "cs").await;
+        assert_eq!(s, 200);
+        // the superseded token comes back: the grant is revoked, even for the newest one
+        let (s, _, e) = refresh(&sim, "p", &rt(&first), "cs").await;
+        assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+        let (s, _, e) = refresh(&sim, "p", &rt(&third), "cs").await;
+        assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+        let c = sim.counters("p").unwrap();
+        assert_eq!((c.refreshed, c.reuse_detected, c.invalid_grant), (2, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn revoked_grants_unknown_tokens_and_wrong_secrets_are_refused() {
+        let sim = SimProviders::start(vec![spec("p", Behaviour::Normal)])
+            .await
+            .unwrap();
+        let revoked = sim.grant("p", 30, true).unwrap();
+        let (s, _, e) = refresh(&sim, "p", &rt(&revoked), "cs").await;
+        assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+        let (s, _, e) = refresh(&sim, "p", "demo-rt-made-up", "cs").await;
+        assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+        let good = sim.grant("p", 30, false).unwrap();
+        let (s, _, e) = refresh(&sim, "p", &rt(&good), "wrong").await;
+        assert_eq!((s, e["error"].as_str()), (401, Some("invalid_client")));
+        // the refused request did not spend the token
+        let (s, _, _) = refresh(&sim, "p", &rt(&good), "cs").await;
+        assert_eq!(s, 200);
+        assert!(sim.grant("nope", 30, false).is_err());
+    }
+
+    #[tokio::test]
+    async fn rate_limited_once_and_failing_first_then_normal() {
+        let sim = SimProviders::start(vec![
+            spec(
+                "slow",
+                Behaviour::RateLimitOnce {
+                    retry_after_secs: 3,
+                },
+            ),
+            spec("flaky", Behaviour::FailFirst(3)),
+        ])
+        .await
+        .unwrap();
+        let g = sim.grant("slow", 30, false).unwrap();
+        let (s, ra, _) = refresh(&sim, "slow", &rt(&g), "cs").await;
+        assert_eq!((s, ra.as_deref()), (429, Some("3")));
+        let (s, _, _) = refresh(&sim, "slow", &rt(&g), "cs").await;
+        assert_eq!(s, 200);
+        let g = sim.grant("flaky", 30, false).unwrap();
+        for _ in 0..3 {
+            assert_eq!(refresh(&sim, "flaky", &rt(&g), "cs").await.0, 503);
+        }
+        assert_eq!(refresh(&sim, "flaky", &rt(&g), "cs").await.0, 200);
+        let c = sim.counters("flaky").unwrap();
+        assert_eq!((c.unavailable, c.refreshed, c.token_requests), (3, 1, 4));
+    }
+}

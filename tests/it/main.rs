@@ -22,6 +22,7 @@ mod cli_help;
 mod connect_headless;
 mod connection_caps;
 mod daemon_cli;
+mod demo_headless;
 mod daemon_hostile;
 mod daemon_hygiene;
 mod daemon_isolation;
