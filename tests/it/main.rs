@@ -51,3 +51,4 @@ mod status_health;
 mod token_cache;
 mod token_validation;
 mod valid_token_kept;
+mod watch_cli;
