@@ -66,7 +66,8 @@ impl Filter {
 }
 
 /// The column header of the human lines.
-pub const HEADER: &str = "TIME       CONNECTION / TENANT                 EVENT                      DETAIL";
+pub const HEADER: &str =
+    "TIME       CONNECTION / TENANT                 EVENT                      DETAIL";
 
 fn clock(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)

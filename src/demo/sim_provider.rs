@@ -104,7 +104,10 @@ fn lock(state: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 /// A random token of `prefix` and 128 bits, unguessable like a real one.
 fn random_token(prefix: &str) -> String {
-    format!("{prefix}{}", hex::encode(crate::vault::crypto::random_bytes(16)))
+    format!(
+        "{prefix}{}",
+        hex::encode(crate::vault::crypto::random_bytes(16))
+    )
 }
 
 impl SimProviders {
@@ -127,7 +130,12 @@ impl SimProviders {
         let state = Arc::new(Mutex::new(shared));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|e| Error::io("cannot start the demo's simulated providers on 127.0.0.1", e))?;
+            .map_err(|e| {
+                Error::io(
+                    "cannot start the demo's simulated providers on 127.0.0.1",
+                    e,
+                )
+            })?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the simulated providers' address", e))?;
@@ -267,8 +275,10 @@ async fn token(
                 "rate_limited",
                 "too many requests; slow down",
             );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after_secs),
+            );
             return r;
         }
         Behaviour::FailFirst(n) if sim.served <= u64::from(n) => {
@@ -302,7 +312,11 @@ async fn token(
     let presented = form.get("refresh_token").map(String::as_str).unwrap_or("");
     let Some(&index) = sim.issued.get(presented) else {
         sim.counters.invalid_grant += 1;
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown refresh token",
+        );
     };
     let Some(grant) = sim.grants.get_mut(index) else {
         sim.counters.invalid_grant += 1;

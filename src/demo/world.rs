@@ -309,10 +309,7 @@ pub async fn build(dir: &Path, sim: &SimProviders, specs: &[ProviderSpec]) -> Re
     engine.flush_audit()?;
     drop(engine);
 
-    write_private(
-        &dir.join("README.txt"),
-        readme_text(dir).as_bytes(),
-    )?;
+    write_private(&dir.join("README.txt"), readme_text(dir).as_bytes())?;
 
     Ok(World {
         dir: dir.to_owned(),

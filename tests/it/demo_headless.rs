@@ -53,11 +53,7 @@ fn run_to_end(mut cmd: StdCommand, guard: Duration) -> (Option<i32>, String, Str
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (
-        status.code(),
-        out_t.join().unwrap(),
-        err_t.join().unwrap(),
-    )
+    (status.code(), out_t.join().unwrap(), err_t.join().unwrap())
 }
 
 fn event_lines(stdout: &str) -> Vec<&str> {
@@ -106,7 +102,10 @@ fn headless_demo_shows_the_story_exits_0_and_leaves_nothing_behind() {
         .lines()
         .find(|l| l.starts_with("TOKENVAULT_SOCKET="))
         .unwrap_or_else(|| panic!("no TOKENVAULT_SOCKET= line:\n{stdout}"));
-    assert!(socket_line.ends_with("/run/tokenvault.sock"), "{socket_line}");
+    assert!(
+        socket_line.ends_with("/run/tokenvault.sock"),
+        "{socket_line}"
+    );
     assert_story(&stdout);
     // everything was inside TMPDIR, and TMPDIR is empty again
     let tmp = dir.path().join("tmp");
@@ -145,7 +144,11 @@ fn kept_demo_vault_opens_with_list_and_no_kept_secret_was_printed() {
         .args(["list", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let conns = list.as_array().unwrap();
     assert_eq!(conns.len(), 12, "{list}");
@@ -164,7 +167,11 @@ fn kept_demo_vault_opens_with_list_and_no_kept_secret_was_printed() {
         .args(["apple", "key", "list", "acme", "--json"])
         .output()
         .unwrap();
-    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    assert!(
+        keys.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
     let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
     let states: Vec<&str> = keys
         .as_array()
@@ -194,8 +201,16 @@ fn kept_demo_vault_opens_with_list_and_no_kept_secret_was_printed() {
     }
     // the kept files are private
     use std::os::unix::fs::PermissionsExt;
-    for f in ["passphrase", "globex.tenant-key", "backup-identity.txt", "config.toml"] {
-        let mode = std::fs::metadata(keep.join(f)).unwrap().permissions().mode();
+    for f in [
+        "passphrase",
+        "globex.tenant-key",
+        "backup-identity.txt",
+        "config.toml",
+    ] {
+        let mode = std::fs::metadata(keep.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
     }
 }

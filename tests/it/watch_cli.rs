@@ -243,8 +243,7 @@ fn a_tenant_watching_through_the_daemon_sees_only_its_tenant() {
         // every JSON line parses (the human watcher's header is not JSON)
         if lines.iter().any(|l| l.starts_with('{')) {
             for l in &lines {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .unwrap_or_else(|e| panic!("{e}: {l}"));
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
             }
         }
     }
