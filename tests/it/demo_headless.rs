@@ -181,6 +181,27 @@ fn kept_demo_vault_opens_with_list_and_no_kept_secret_was_printed() {
         .collect();
     assert_eq!(states.len(), 2, "{keys}");
     assert!(states.contains(&"active"), "{keys}");
+    // the daemon took its scheduled backup to the configured recipient at start; the
+    // demo's identity file opens it
+    let backup = std::fs::read_dir(keep.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "age"))
+        .expect("no scheduled backup in DIR/backups");
+    let verify = StdCommand::new(BIN)
+        .env_clear()
+        .env("HOME", dir.path())
+        .args(["backup", "verify"])
+        .arg(&backup)
+        .arg("--identity")
+        .arg(keep.join("backup-identity.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     // the secrets the demo wrote to files never appear in what it printed
     let printed = format!("{stdout}{stderr}");
     let passphrase = std::fs::read_to_string(keep.join("passphrase")).unwrap();
