@@ -34,8 +34,7 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// The commit this binary was built from (`unknown` outside a git checkout).
-pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
+pub use crate::COMMIT;
 
 const MAIN_EXAMPLES: &str = "\
 Examples:

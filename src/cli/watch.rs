@@ -255,7 +255,7 @@ pub async fn run(g: &Global, filter: Option<String>, json: bool) -> Result<i32> 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let refresh_rt = crate::refresh::scheduler_runtime()
         .map_err(|e| Error::io("cannot start the refresh runtime", e))?;
-    let scheduler = refresh_rt.spawn(crate::refresh::run_scheduler(engine.clone(), {
+    let scheduler = refresh_rt.spawn(crate::refresh::run_scheduler(engine.refresher().clone(), {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
