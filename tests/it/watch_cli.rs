@@ -160,6 +160,7 @@ fn assert_no_secret(lines: &[String], also: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs the daemon side of `watch` and client::Backend::watch (branch client); wire cli::watch::run to it, then drop this"]
 fn a_tenant_watching_through_the_daemon_sees_only_its_tenant() {
     let fp = FakeProvider::start_background();
     let tv = two_tenants(&fp);
