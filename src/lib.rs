@@ -28,6 +28,8 @@
 //! - [`paths`]: default vault, config and socket locations (SPEC §3).
 //! - [`timefmt`]: times and durations for people.
 //! - [`version`]: the version, commit and build date of this binary.
+//! - [`demo`]: `tokenvault demo`: simulated providers on 127.0.0.1, a throw-away world,
+//!   the real daemon on it for a front end to attach to (SPEC §11).
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
@@ -73,6 +75,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod contract;
+pub mod demo;
 pub mod doctor;
 pub mod engine;
 pub mod error;

@@ -431,7 +431,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow events live (status changes, refreshes, admin changes, backups), one line
+    /// each, until Ctrl-C.
+    ///
+    /// Through the daemon when one answers (a tenant caller sees only its tenant), else on
+    /// the vault file with the refresh scheduler running in this process.
+    #[command(after_long_help = WATCH_EXAMPLES)]
+    Watch {
+        /// Only this TENANT, or TENANT/PROVIDER.
+        filter: Option<String>,
+        /// One JSON object per line (the socket's event objects) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A throw-away vault with simulated providers, its daemon, and the terminal UI on it.
+    ///
+    /// Nothing outside a temporary directory is touched and no passphrase is asked; the
+    /// directory is removed on exit unless --keep names one. The demo's vault uses fast,
+    /// demo-only KDF parameters: never put real tokens in it.
+    #[command(after_long_help = DEMO_EXAMPLES)]
+    Demo {
+        /// Build the demo in this (new or empty) directory and keep it after the run.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// No terminal UI: print the events as `watch` does.
+        #[arg(long)]
+        headless: bool,
+        /// With --headless: stop after this many seconds (exit 0); default: until Ctrl-C.
+        #[arg(long, value_name = "N", requires = "headless")]
+        seconds: Option<u64>,
+    },
 }
+
+const WATCH_EXAMPLES: &str = "\
+Examples:
+  tokenvault watch                      # everything this caller may see
+  tokenvault watch acme                 # one tenant
+  tokenvault watch acme/spotify --json  # one provider of a tenant, JSON lines
+  tokenvault --tenant-key-file acme.key watch   # as tenant acme, through the daemon";
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  tokenvault demo                          # the terminal UI on a throw-away world
+  tokenvault demo --headless --seconds 30  # print the events for 30 s, then exit 0
+  tokenvault demo --keep /tmp/tv-demo      # keep the vault, config and keys afterwards
+
+The demo prints a TOKENVAULT_SOCKET=… line (and the other variables a second shell needs):
+from there, `tokenvault list`, `tokenvault watch` and `tokenvault apple key list acme` reach
+the demo's daemon.";
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCmd {

@@ -12,6 +12,7 @@ pub mod apple;
 pub mod args;
 pub mod backend;
 pub mod connect;
+pub mod demo;
 pub mod exec;
 pub mod man;
 pub mod output;
@@ -19,6 +20,7 @@ pub mod passphrase;
 pub mod progress;
 pub mod run;
 pub mod tui;
+pub mod watch;
 
 pub use args::Cli;
 pub use run::run;

@@ -414,6 +414,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             pr.json = json;
             Request::Test { connection }
         }
+        Command::Watch { filter, json } => return super::watch::run(&g, filter, json).await,
+        Command::Demo {
+            keep,
+            headless,
+            seconds,
+        } => return super::demo::run(keep, headless, seconds).await,
     };
     let resp = backend::execute(&g, req).await?;
     let now = chrono::Utc::now().timestamp();

@@ -209,6 +209,18 @@ fn loopback_only(addr: &SocketAddr) -> Result<()> {
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns the exit code (0 after a clean stop).
 pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secret>) -> Result<i32> {
+    serve_until(opts, passphrase, std::future::pending(), |_| {}).await
+}
+
+/// `serve` that also stops (the same clean way as on SIGTERM) when `stop` resolves, and
+/// calls `on_ready` with the engine once the socket is bound, before the scheduler starts
+/// (so a subscriber misses no event). `tokenvault demo` runs its daemon this way.
+pub async fn serve_until(
+    opts: ServeOptions,
+    passphrase: impl FnOnce() -> Result<Secret>,
+    stop: impl std::future::Future<Output = ()>,
+    on_ready: impl FnOnce(&Arc<Engine>),
+) -> Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
     if let Some(a) = &opts.metrics_listen {
         loopback_only(a)?;
@@ -258,6 +270,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         None => None,
     };
 
+    on_ready(&engine);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |rx: &watch::Receiver<bool>| {
         let mut rx = rx.clone();
@@ -295,8 +308,10 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     let watchdog = watchdog_interval()
         .map(|every| tokio::spawn(ping_watchdog(engine.clone(), every, stopped(&stop_rx))));
 
+    tokio::pin!(stop);
     loop {
         tokio::select! {
+            _ = &mut stop => { tracing::info!("stop requested: shutting down"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => {

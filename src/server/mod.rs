@@ -24,4 +24,4 @@ pub mod metrics_http;
 pub mod peer;
 pub mod runtime_dir;
 
-pub use daemon::{ServeOptions, serve};
+pub use daemon::{ServeOptions, serve, serve_until};
