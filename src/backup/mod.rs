@@ -15,6 +15,7 @@
 
 pub mod export;
 pub mod format;
+pub mod migrate;
 pub mod ops;
 pub mod restore;
 pub mod schedule;

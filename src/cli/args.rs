@@ -207,6 +207,10 @@ pub enum Command {
         /// Argon2id lanes (threads).
         #[arg(long, default_value_t = crate::vault::DEFAULT_PARALLELISM)]
         kdf_parallelism: u32,
+        /// Create the vault in this shared PostgreSQL database (postgres://USER@HOST/DB)
+        /// instead of a file; TOKENVAULT_STORE_URL or `[store] url` do the same.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Change the passphrase (rewraps the keyring; no record is rewritten).
     Passwd {
@@ -330,6 +334,9 @@ pub enum Command {
     /// Encrypted backups: export, verify, restore (age files).
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// The shared PostgreSQL store: copy a vault between a file and a database.
+    #[command(subcommand)]
+    Store(super::store::StoreCmd),
     /// Apple Music signing keys and developer tokens.
     #[command(subcommand)]
     Apple(super::apple::AppleCmd),

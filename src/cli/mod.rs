@@ -13,6 +13,7 @@ pub mod output;
 pub mod passphrase;
 pub mod paths;
 pub mod run;
+pub mod store;
 
 pub use args::Cli;
 pub use run::run;

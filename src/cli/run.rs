@@ -113,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Man { dir } => return super::man::run(dir.as_deref()),
+        Command::Store(c) => return super::store::run(&g, c, &vault_path(&g)),
         Command::Exec {
             env,
             min_ttl,
@@ -122,8 +123,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
             kdf_memory_mib,
             kdf_iterations,
             kdf_parallelism,
+            store,
         } => {
             let kdf = KdfParams::new(kdf_memory_mib, kdf_iterations, kdf_parallelism)?;
+            let store = match store {
+                Some(url) => Some(super::store::parse_url(&g, &url)?),
+                None => super::store::store_config(&g)?,
+            };
+            if let Some(store) = store {
+                let vault = super::store::init(&g, &store, kdf)?;
+                Engine::new(vault).audit_admin(&local_caller(), "init", store.display(), "ok")?;
+                return Ok(0);
+            }
             let path = vault_path(&g);
             if path.exists() {
                 return Err(Error::VaultExists { path });
@@ -188,6 +199,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             socket_group,
         } => {
             let opts = crate::server::ServeOptions {
+                store: super::store::store_config(&g)?,
                 vault: vault_path(&g),
                 socket: g.socket.clone().unwrap_or_else(paths::default_socket),
                 config: g.config.clone().unwrap_or_else(paths::default_config),
@@ -492,7 +504,7 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
         .map(Response::Backup);
     }
     let path = vault_path(g);
-    if !path.exists() {
+    if super::store::no_vault_file(g, &path)? {
         return Err(Error::NoVault { path });
     }
     if let Request::BackupRestore {
@@ -520,7 +532,7 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     } else {
         crate::vault::Access::ReadWrite
     };
-    let vault = Vault::open_as(&path, &pass, access)?;
+    let vault = super::store::open(g, &path, &pass, access)?;
     drop(pass);
     let engine = Engine::new(vault);
     engine.set_config(config);
@@ -633,12 +645,12 @@ pub async fn open_local(g: &Global) -> Result<Engine> {
         ));
     }
     let path = vault_path(g);
-    if !path.exists() {
+    if super::store::no_vault_file(g, &path)? {
         return Err(Error::NoVault { path });
     }
     let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    let vault = Vault::open(&path, &pass)?;
+    let vault = super::store::open(g, &path, &pass, crate::vault::Access::ReadWrite)?;
     drop(pass);
     let engine = Engine::new(vault);
     engine.set_config(config);

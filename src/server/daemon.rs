@@ -38,6 +38,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub vault: PathBuf,
+    /// The shared PostgreSQL store (SPEC §12), used instead of `vault` when set.
+    pub store: Option<crate::vault::pg::StoreConfig>,
     pub socket: PathBuf,
     pub config: PathBuf,
     /// The config file was named (`--config` / `TOKENVAULT_CONFIG`), so it must exist;
@@ -226,13 +228,16 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         },
         other => other,
     })?;
-    if !opts.vault.exists() {
+    if opts.store.is_none() && !opts.vault.exists() {
         return Err(Error::NoVault {
             path: opts.vault.clone(),
         });
     }
     let pass = passphrase()?;
-    let vault = Vault::open(&opts.vault, &pass)?;
+    let vault = match &opts.store {
+        Some(store) => Vault::open_store(store, &pass, crate::vault::Access::ReadWrite)?,
+        None => Vault::open(&opts.vault, &pass)?,
+    };
     drop(pass);
     let mut engine = Engine::new(vault);
     engine.set_daemon(true);
