@@ -47,6 +47,7 @@ mod rust_client;
 mod serve_config;
 mod socket_trust;
 mod status_health;
+mod store_backends;
 mod token_cache;
 mod token_validation;
 mod valid_token_kept;

@@ -225,3 +225,73 @@ impl Drop for Pg {
 pub fn describe(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// A vault on one backend, for the storage tests that must hold on both.
+pub enum Backend {
+    File(super::TestVault),
+    Pg { pg: Arc<Pg>, db: String },
+}
+
+impl Backend {
+    /// A fresh redb vault and a fresh PostgreSQL vault (a database of its own).
+    pub fn both() -> Vec<Backend> {
+        vec![Backend::file(), Backend::pg()]
+    }
+
+    pub fn file() -> Backend {
+        Backend::File(super::TestVault::new())
+    }
+
+    pub fn pg() -> Backend {
+        let pg = Pg::shared();
+        let db = pg.database();
+        tokenvault::vault::Vault::init_store(
+            &store_config(&pg.url(&db)),
+            &tokenvault::secret::Secret::new(super::PASSPHRASE),
+            super::fast_kdf(),
+        )
+        .unwrap();
+        Backend::Pg { pg, db }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::File(_) => "redb",
+            Backend::Pg { .. } => "postgres",
+        }
+    }
+
+    pub fn open_with(&self, pass: &str) -> tokenvault::Result<tokenvault::vault::Vault> {
+        let pass = tokenvault::secret::Secret::new(pass);
+        match self {
+            Backend::File(tv) => tokenvault::vault::Vault::open(&tv.path, &pass),
+            Backend::Pg { pg, db } => tokenvault::vault::Vault::open_store(
+                &store_config(&pg.url(db)),
+                &pass,
+                tokenvault::vault::Access::ReadWrite,
+            ),
+        }
+    }
+
+    /// Another session on the same vault (for PostgreSQL: another node).
+    pub fn open(&self) -> tokenvault::vault::Vault {
+        self.open_with(super::PASSPHRASE).unwrap()
+    }
+
+    pub fn engine(&self) -> tokenvault::Engine {
+        tokenvault::Engine::new(self.open())
+    }
+}
+
+pub fn store_config(url: &str) -> tokenvault::vault::pg::StoreConfig {
+    tokenvault::vault::pg::StoreConfig::parse(url, None).unwrap()
+}
+
+/// Polls `f` until it is true (a hang guard of 20 s, not a speed assertion).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < until, "timed out waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
