@@ -48,6 +48,7 @@ mod serve_config;
 mod socket_trust;
 mod status_health;
 mod store_backends;
+mod store_cli;
 mod token_cache;
 mod token_validation;
 mod valid_token_kept;
