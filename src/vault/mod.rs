@@ -41,6 +41,7 @@
 //! `commit` returns, the change is on disk, fully or not at all.
 
 pub mod backup_files;
+pub mod claims;
 pub mod crypto;
 pub mod doctor;
 mod mirror;
@@ -180,7 +181,13 @@ pub struct Vault {
     cache: Arc<Mutex<TokenCache>>,
     /// The shared PostgreSQL store this vault mirrors, if it is not a file.
     store: Option<Attached>,
+    /// Connections this node holds a lease on (shared store only), with the lease token
+    /// that fences their writes; see `claims`.
+    leases: Leases,
 }
+
+/// Connection key → lease token.
+type Leases = Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>;
 
 /// The store of a vault on PostgreSQL; dropping the vault stops its runtime and listener
 /// (and with them the applier thread).
@@ -392,6 +399,7 @@ impl Vault {
                 header: Arc::new(RwLock::new(header)),
                 cache: Arc::default(),
                 store: None,
+                leases: Leases::default(),
             })
         });
         if result.is_err() {
@@ -443,6 +451,7 @@ impl Vault {
                 header: Arc::new(RwLock::new(header)),
                 cache: Arc::default(),
                 store: None,
+                leases: Leases::default(),
             })
         })
     }
@@ -485,6 +494,7 @@ impl Vault {
             header: Arc::new(RwLock::new(header)),
             cache: Arc::default(),
             store: None,
+            leases: Leases::default(),
         };
         if format < FORMAT_VERSION {
             // A read-only session migrates its memory view only.
@@ -613,8 +623,10 @@ impl Vault {
             header: Arc::new(RwLock::new(header)),
             cache: Arc::default(),
             store: Some(Attached(store.clone())),
+            leases: Leases::default(),
         };
         let (notices, inbox) = std::sync::mpsc::channel();
+        store.set_resync(notices.clone());
         pg::listen::start(&store, notices)?;
         let shared = mirror::Shared {
             db: vault.db.clone(),
@@ -782,6 +794,7 @@ impl Vault {
                 touched: RefCell::default(),
                 guard: self.guard.clone(),
                 store: self.store.as_ref().map(|a| a.0.clone()),
+                leases: self.leases.clone(),
                 writes: RefCell::default(),
                 audit_rows: RefCell::default(),
             })
@@ -919,6 +932,15 @@ impl Vault {
     /// and (in a read-only session) reach only memory.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+}
+
+fn lease_lost(keys: &[String]) -> Error {
+    Error::StoreUnavailable {
+        reason: format!(
+            "this node's lease on {} ran out and another node took the connection over, so this node's result was not saved (the other node's is kept)",
+            keys.join(", ")
+        ),
     }
 }
 
@@ -1313,6 +1335,7 @@ pub struct Tx {
     store: Option<Arc<pg::Store>>,
     /// Every (table, key) this transaction wrote, for the store.
     writes: RefCell<Vec<(pg::Table, String)>>,
+    leases: Leases,
     /// Audit records to append (on the store they go to PostgreSQL only).
     audit_rows: RefCell<Vec<AuditRecord>>,
 }
@@ -1335,6 +1358,19 @@ impl Tx {
     /// If PostgreSQL fails, nothing is written anywhere and the caller gets
     /// `Error::StoreUnavailable`.
     pub fn commit(self) -> Result<()> {
+        let lost = self.commit_lost()?;
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(lease_lost(&lost))
+        }
+    }
+
+    /// `commit`, for the refresh group commit: a connection this node holds a lease on is
+    /// written only while the lease is still its own (fenced by the lease token). Returns
+    /// those whose lease was lost to another node: their rows were not written (and the
+    /// mirror re-reads them); every other row was committed.
+    pub fn commit_lost(self) -> Result<Vec<String>> {
         let Tx {
             txn,
             cache,
@@ -1343,8 +1379,10 @@ impl Tx {
             store,
             writes,
             audit_rows,
+            leases,
             ..
         } = self;
+        let mut lost = Vec::new();
         if let Some(store) = &store {
             let mut keys = writes.into_inner();
             keys.sort();
@@ -1353,6 +1391,16 @@ impl Tx {
                 let mut b = pg::Batch::default();
                 for (t, k) in &keys {
                     b.rows.push(mirror::row_of(&txn, *t, k)?);
+                }
+                {
+                    let held = leases.lock().unwrap_or_else(|p| p.into_inner());
+                    for (t, k) in &keys {
+                        if *t == pg::Table::Connections {
+                            if let Some(token) = held.get(k) {
+                                b.fences.insert(k.clone(), token.clone());
+                            }
+                        }
+                    }
                 }
                 for a in audit_rows.into_inner() {
                     b.audit.push(pg::AuditRow {
@@ -1363,7 +1411,7 @@ impl Tx {
                 }
                 Ok(b)
             })?;
-            store.commit(batch)?;
+            lost = store.commit(batch)?;
         }
         guard.run(|| {
             guard.control.arm().map_err(|e| {
@@ -1381,7 +1429,28 @@ impl Tx {
         for k in &touched {
             c.map.remove(k);
         }
-        Ok(())
+        drop(c);
+        if !lost.is_empty() {
+            if let Some(store) = &store {
+                store.resync(&lost);
+            }
+            let mut held = leases.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &lost {
+                held.remove(k);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Connection keys this transaction has written so far (the group commit maps them
+    /// back to its jobs).
+    pub fn touched_count(&self) -> usize {
+        self.touched.borrow().len()
+    }
+
+    /// The connection keys written since `touched_count` returned `from`.
+    pub fn touched_since(&self, from: usize) -> Vec<String> {
+        self.touched.borrow().get(from..).unwrap_or_default().to_vec()
     }
 
     /// Notes a write of (table, key) for the shared store.

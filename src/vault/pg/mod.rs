@@ -220,6 +220,9 @@ pub struct AuditRow {
 pub struct Batch {
     pub rows: Vec<Row>,
     pub audit: Vec<AuditRow>,
+    /// Connections this node holds a lease on, with its token: their rows are written
+    /// only while the lease is still theirs (`UPDATE … WHERE lease_token = $t`).
+    pub fences: std::collections::HashMap<String, Vec<u8>>,
 }
 
 impl Batch {
@@ -243,6 +246,8 @@ pub struct Store {
     /// This process's id among the nodes: in notifications (to skip its own) and leases.
     node: String,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The vault's applier, for rows this node must re-read (a lost lease).
+    resync: std::sync::Mutex<Option<std::sync::mpsc::Sender<listen::Notice>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -311,6 +316,7 @@ impl Store {
             config: config.clone(),
             node,
             stop: std::sync::Mutex::new(Some(stop_tx)),
+            resync: std::sync::Mutex::new(None),
         });
         store.block(|p| async move {
             let c = get(&p).await?;
@@ -320,6 +326,21 @@ impl Store {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// Where `resync` sends rows to re-read (the vault's applier).
+    pub(crate) fn set_resync(&self, tx: std::sync::mpsc::Sender<listen::Notice>) {
+        *self.resync.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Has the vault re-read these connections from the database (its own write of them
+    /// was refused: the lease had gone to another node).
+    pub(crate) fn resync(&self, keys: &[String]) {
+        if let Some(tx) = &*self.resync.lock().unwrap_or_else(|p| p.into_inner()) {
+            for k in keys {
+                let _ = tx.send(listen::Notice::Row(Table::Connections, k.clone()));
+            }
+        }
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -549,9 +570,11 @@ impl Store {
 
     /// Writes `batch` in one transaction and notifies the other nodes of every row it
     /// changed (after commit, as PostgreSQL delivers notifications). Fully or not at all.
-    pub fn commit(&self, batch: Batch) -> Result<()> {
+    /// Returns the fenced connections whose lease was lost (taken over by another node
+    /// after it ran out): their rows were not written; everything else was.
+    pub fn commit(&self, batch: Batch) -> Result<Vec<String>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let node = self.node.clone();
         self.block(move |p| async move { commit_batch(&p, &node, batch).await })
@@ -571,6 +594,109 @@ impl Store {
             Ok(rows
                 .into_iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+
+    /// Claims `key` for `lease` (SPEC §12): in one short transaction, the row is locked
+    /// with `FOR UPDATE SKIP LOCKED` and its lease set by the database's clock, if no
+    /// other node holds an unexpired lease. `Ok(None)`: claimed; `Ok(Some(d))`: held
+    /// elsewhere for about `d` more (or being claimed right now).
+    pub async fn claim(
+        &self,
+        key: String,
+        token: Vec<u8>,
+        lease: Duration,
+    ) -> Result<Option<Duration>> {
+        let node = self.node.clone();
+        self.run(move |p| async move {
+            let c = get(&p).await?;
+            let secs = lease.as_secs_f64();
+            let got = c
+                .query(
+                    "WITH c AS (SELECT key FROM connections WHERE key = $1 \
+                       AND (lease_until IS NULL OR lease_until < now() OR lease_token = $2) \
+                       FOR UPDATE SKIP LOCKED) \
+                     UPDATE connections SET lease_until = now() + make_interval(secs => $3), \
+                       lease_token = $2, lease_node = $4 \
+                     FROM c WHERE connections.key = c.key RETURNING connections.key",
+                    &[&key, &token, &secs, &node],
+                )
+                .await
+                .map_err(|e| unavailable("cannot claim the connection", e))?;
+            if !got.is_empty() {
+                return Ok(None);
+            }
+            let left: Option<f64> = c
+                .query_opt(
+                    "SELECT greatest(0, extract(epoch FROM lease_until - now()))::float8 \
+                     FROM connections WHERE key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(|e| unavailable("cannot read the connection's lease", e))?
+                .and_then(|r| r.get::<_, Option<f64>>(0));
+            Ok(Some(Duration::from_secs_f64(left.unwrap_or(0.05).max(0.05))))
+        })
+        .await
+    }
+
+    /// Gives a lease back (only if it is still ours).
+    pub async fn release(&self, key: String, token: Vec<u8>) -> Result<()> {
+        self.run(move |p| async move {
+            let c = get(&p).await?;
+            c.execute(
+                "UPDATE connections SET lease_until = NULL, lease_token = NULL, lease_node = NULL \
+                 WHERE key = $1 AND lease_token = $2",
+                &[&key, &token],
+            )
+            .await
+            .map_err(|e| unavailable("cannot release the connection's lease", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records this node as alive (`nodes` table), for the peers line of `status`.
+    pub async fn heartbeat(&self) -> Result<()> {
+        let node = self.node.clone();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let pid = std::process::id() as i32;
+        self.run(move |p| async move {
+            let c = get(&p).await?;
+            c.execute(
+                "INSERT INTO nodes (node, host, pid) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node) DO UPDATE SET seen_at = now()",
+                &[&node, &host, &pid],
+            )
+            .await
+            .map_err(|e| unavailable("cannot record this node", e))?;
+            c.execute("DELETE FROM nodes WHERE seen_at < now() - interval '1 hour'", &[])
+                .await
+                .map_err(|e| unavailable("cannot record this node", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Nodes seen within `within`, as (node, host, pid, seconds since seen).
+    pub fn peers(&self, within: Duration) -> Result<Vec<(String, String, i32, f64)>> {
+        let secs = within.as_secs_f64();
+        self.block(move |p| async move {
+            let c = get(&p).await?;
+            let rows = c
+                .query(
+                    "SELECT node, host, pid, extract(epoch FROM now() - seen_at)::float8 FROM nodes \
+                     WHERE seen_at > now() - make_interval(secs => $1) ORDER BY started_at",
+                    &[&secs],
+                )
+                .await
+                .map_err(|e| unavailable("cannot read the nodes", e))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
                 .collect())
         })
     }
@@ -629,7 +755,7 @@ pub fn payload(node: &str, table: &str, key: &str) -> String {
     format!("{node}\t{table}\t{key}")
 }
 
-async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
+async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<Vec<String>> {
     let mut c = get(p).await?;
     let tx = c
         .transaction()
@@ -651,6 +777,20 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
             stmts.insert(t, (up, del));
         }
     }
+    let fenced = if batch.fences.is_empty() {
+        None
+    } else {
+        Some(
+            tx.prepare_cached(
+                "UPDATE connections SET tenant = $2, status = $3, due_at = $4, value = $5 \
+                 WHERE key = $1 AND lease_token = $6",
+            )
+            .await
+            .map_err(fail)?,
+        )
+    };
+    let fenced = &fenced;
+    let fences = &batch.fences;
     // Pipelined: tokio-postgres sends the statements without waiting for each reply.
     let txr = &tx;
     let mut futs = Vec::with_capacity(batch.rows.len());
@@ -673,7 +813,16 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
                     match table {
                         Table::Connections => {
                             let status = status.clone().unwrap_or_default();
-                            tx.execute(up, &[key, &tenant, &status, due_at, value]).await
+                            match (fences.get(key), fenced) {
+                                (Some(token), Some(f)) => {
+                                    let n = tx
+                                        .execute(f, &[key, &tenant, &status, due_at, value, token])
+                                        .await?;
+                                    // 0 rows: the lease is no longer ours
+                                    Ok(if n == 0 { u64::MAX } else { n })
+                                }
+                                _ => tx.execute(up, &[key, &tenant, &status, due_at, value]).await,
+                            }
                         }
                         Table::Meta => tx.execute(up, &[key, value]).await,
                         t if t.has_tenant() => tx.execute(up, &[key, &tenant, value]).await,
@@ -684,7 +833,14 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
             }
         });
     }
-    futures::future::try_join_all(futs).await.map_err(fail)?;
+    let done = futures::future::try_join_all(futs).await.map_err(fail)?;
+    let lost: Vec<String> = batch
+        .rows
+        .iter()
+        .zip(&done)
+        .filter(|(_, n)| **n == u64::MAX)
+        .map(|(r, _)| r.target().1.to_owned())
+        .collect();
     if !batch.audit.is_empty() {
         let ins = tx
             .prepare_cached("INSERT INTO audit (at, tenant, value) VALUES ($1, $2, $3)")
@@ -709,6 +865,7 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
                 .rows
                 .iter()
                 .map(|r| r.target())
+                .filter(|(_, k)| !lost.iter().any(|l| l == k))
                 .filter(|t| seen.insert(*t))
                 .map(|(t, k)| payload(node, t.name(), k))
                 .collect()
@@ -719,5 +876,5 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<()> {
         futures::future::try_join_all(futs).await.map_err(fail)?;
     }
     tx.commit().await.map_err(fail)?;
-    Ok(())
+    Ok(lost)
 }
