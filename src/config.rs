@@ -39,6 +39,9 @@ pub struct StoreSection {
     pub url: Option<String>,
     /// A file holding the database password, used when the URL has none.
     pub password_file: Option<String>,
+    /// How long a node's claim on a connection lasts (default 60 s; at least 5). Keep it
+    /// well above the provider timeout: a node that dies mid-refresh is taken over after it.
+    pub lease_secs: Option<u64>,
 }
 
 /// `[providers.NAME]` (SPEC §5.5).

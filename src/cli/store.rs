@@ -70,10 +70,21 @@ pub fn store_config(g: &Global) -> Result<Option<StoreConfig>> {
     }
 }
 
+/// Applies `[store] lease_secs` to this process's claims.
+fn apply_lease(g: &Global) -> Result<()> {
+    if let Some(s) = crate::config::Config::load(&config_path(g))?.store.lease_secs {
+        crate::vault::claims::set_lease(std::time::Duration::from_secs(s.max(5)));
+    }
+    Ok(())
+}
+
 /// Opens the vault wherever it lives: the store, or the file at `path` (which must exist).
 pub fn open(g: &Global, path: &std::path::Path, pass: &Secret, access: Access) -> Result<Vault> {
     match store_config(g)? {
-        Some(c) => Vault::open_store(&c, pass, access),
+        Some(c) => {
+            apply_lease(g)?;
+            Vault::open_store(&c, pass, access)
+        }
         None => {
             if !path.exists() {
                 return Err(Error::NoVault {

@@ -395,7 +395,7 @@ pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fre
     let r = st
         .flights
         .run(key, super::caller::gone(), || async {
-            attempts(engine, key, trigger)
+            claimed(engine, key, trigger)
                 .await
                 .map_err(std::sync::Arc::new)
         })
@@ -404,6 +404,41 @@ pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fre
         Some(r) => r.map_err(|e| super::clone_error(&e)),
         None => Err(cancelled(key)),
     }
+}
+
+/// `attempts` under this node's claim on the shared store (`claim`): one node at a time
+/// calls the provider for a connection; the others wait for its result.
+async fn claimed(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
+    let wait = match trigger {
+        // the scheduler waits out a dead holder's lease, then takes over
+        Trigger::Scheduler => crate::vault::claims::lease() + Duration::from_secs(1),
+        _ => engine.refresh_state().on_demand_deadline(),
+    };
+    let settled = || {
+        let ctx = load(engine, key).ok()?;
+        let now = engine.now();
+        match trigger {
+            Trigger::OnDemand { min_ttl, force: false } => ctx
+                .rec
+                .expires_at
+                .is_none_or(|e| e > now + min_ttl as i64)
+                .then(|| current(&ctx)),
+            Trigger::Scheduler => ctx.rec.due_at.is_none_or(|d| d > now).then(|| current(&ctx)),
+            _ => None,
+        }
+    };
+    let still_valid = || {
+        let ctx = load(engine, key).ok()?;
+        let now = engine.now();
+        ctx.rec
+            .expires_at
+            .is_some_and(|e| e > now)
+            .then(|| current(&ctx))
+    };
+    super::claim::under_claim(engine.vault(), key, wait, settled, still_valid, || {
+        attempts(engine, key, trigger)
+    })
+    .await
 }
 
 fn cancelled(key: &str) -> Error {

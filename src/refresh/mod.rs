@@ -12,6 +12,7 @@
 //! `Engine` and calls the `provider` module for HTTP.
 
 pub mod caller;
+pub mod claim;
 pub mod commit;
 pub mod connection;
 pub mod ops;

@@ -235,7 +235,12 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     }
     let pass = passphrase()?;
     let vault = match &opts.store {
-        Some(store) => Vault::open_store(store, &pass, crate::vault::Access::ReadWrite)?,
+        Some(store) => {
+            if let Some(s) = config.store.lease_secs {
+                crate::vault::claims::set_lease(Duration::from_secs(s.max(5)));
+            }
+            Vault::open_store(store, &pass, crate::vault::Access::ReadWrite)?
+        }
         None => Vault::open(&opts.vault, &pass)?,
     };
     drop(pass);
@@ -280,6 +285,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     ));
     let hooks = tokio::spawn(crate::webhook::run(engine.clone(), stopped(&stop_rx)));
     let flusher = tokio::spawn(flush_audit_every_second(engine.clone(), stopped(&stop_rx)));
+    let heartbeat = tokio::spawn(heartbeat(engine.clone(), stopped(&stop_rx)));
     let backups = tokio::spawn(crate::backup::run_scheduled_backups(
         engine.clone(),
         stopped(&stop_rx),
@@ -333,6 +339,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
     let _ = tokio::time::timeout_at(deadline, hooks).await;
     let _ = tokio::time::timeout_at(deadline, flusher).await;
     let _ = tokio::time::timeout_at(deadline, backups).await;
+    heartbeat.abort();
     if let Some(h) = metrics_http {
         let _ = tokio::time::timeout_at(deadline, h).await;
     }
@@ -422,6 +429,27 @@ async fn ping_watchdog(
                 match tokio::task::spawn_blocking(move || e.vault().read().map(drop)).await {
                     Ok(Ok(())) => sd_notify("WATCHDOG=1"),
                     _ => tracing::warn!("the vault did not answer; not pinging the systemd watchdog"),
+                }
+            }
+        }
+    }
+}
+
+/// On the shared store: records this node in the `nodes` table every few seconds, so
+/// `status` on any node can list its peers. Nothing on a vault file.
+async fn heartbeat(engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
+    let Some(store) = engine.vault().store().cloned() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(crate::vault::pg::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.heartbeat().await {
+                    tracing::debug!("node heartbeat not recorded: {e}");
                 }
             }
         }

@@ -36,6 +36,8 @@ use tokio_postgres::NoTls;
 pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connecting to the database.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a daemon records itself in `nodes`; a peer unseen for 3× this is gone.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// The notification channel every node listens on.
 pub const CHANNEL: &str = "tokenvault";
 /// Past this many rows in one commit, one "reload everything" notification is sent
