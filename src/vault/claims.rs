@@ -59,15 +59,51 @@ impl Vault {
         };
         let token = super::crypto::random_bytes(16);
         match store.claim(key.to_owned(), token.clone(), lease()).await? {
-            None => {
+            Ok(value) => {
                 self.leases
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.to_owned(), token);
+                // The previous holder's commit may not have reached the mirror yet: the
+                // refresh must start from the row as it is now.
+                let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                let r = if multi {
+                    tokio::task::block_in_place(|| self.take_row(key, &value))
+                } else {
+                    self.take_row(key, &value)
+                };
+                if let Err(e) = r {
+                    self.release(key).await;
+                    return Err(e);
+                }
                 Ok(Claim::Granted)
             }
-            Some(left) => Ok(Claim::Held(left)),
+            Err(left) => Ok(Claim::Held(left)),
         }
+    }
+
+    /// Writes the store's current value of connection `key` into the mirror (if it
+    /// differs) and drops its hand-out cache entry.
+    fn take_row(&self, key: &str, value: &[u8]) -> Result<()> {
+        use redb::ReadableTable;
+        self.guard.run(|| {
+            let txn = self.db.begin_write()?;
+            let same = txn
+                .open_table(super::schema::CONNECTIONS)?
+                .get(key)?
+                .is_some_and(|g| g.value() == value);
+            if same {
+                return Ok(());
+            }
+            super::mirror::put_raw(&txn, super::pg::Table::Connections, key, Some(value))?;
+            txn.commit()?;
+            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            c.generation += 1;
+            c.map.remove(key);
+            Ok(())
+        })
     }
 
     /// Gives the claim on `key` back (if this node still holds it). Failures only log:

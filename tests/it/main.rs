@@ -49,6 +49,7 @@ mod socket_trust;
 mod status_health;
 mod store_backends;
 mod store_cli;
+mod store_nodes;
 mod token_cache;
 mod token_validation;
 mod valid_token_kept;

@@ -603,13 +603,15 @@ impl Store {
     /// Claims `key` for `lease` (SPEC §12): in one short transaction, the row is locked
     /// with `FOR UPDATE SKIP LOCKED` and its lease set by the database's clock, if no
     /// other node holds an unexpired lease. `Ok(None)`: claimed; `Ok(Some(d))`: held
-    /// elsewhere for about `d` more (or being claimed right now).
+    /// elsewhere for about `d` more (or being claimed right now). A granted claim also
+    /// returns the row's current value, so the node refreshes from the latest refresh
+    /// token even when its mirror has not yet heard of the previous holder's commit.
     pub async fn claim(
         &self,
         key: String,
         token: Vec<u8>,
         lease: Duration,
-    ) -> Result<Option<Duration>> {
+    ) -> Result<std::result::Result<Vec<u8>, Duration>> {
         let node = self.node.clone();
         self.run(move |p| async move {
             let c = get(&p).await?;
@@ -621,13 +623,13 @@ impl Store {
                        FOR UPDATE SKIP LOCKED) \
                      UPDATE connections SET lease_until = now() + make_interval(secs => $3), \
                        lease_token = $2, lease_node = $4 \
-                     FROM c WHERE connections.key = c.key RETURNING connections.key",
+                     FROM c WHERE connections.key = c.key RETURNING connections.value",
                     &[&key, &token, &secs, &node],
                 )
                 .await
                 .map_err(|e| unavailable("cannot claim the connection", e))?;
-            if !got.is_empty() {
-                return Ok(None);
+            if let Some(row) = got.first() {
+                return Ok(Ok(row.get::<_, Vec<u8>>(0)));
             }
             let left: Option<f64> = c
                 .query_opt(
@@ -638,7 +640,7 @@ impl Store {
                 .await
                 .map_err(|e| unavailable("cannot read the connection's lease", e))?
                 .and_then(|r| r.get::<_, Option<f64>>(0));
-            Ok(Some(Duration::from_secs_f64(left.unwrap_or(0.05).max(0.05))))
+            Ok(Err(Duration::from_secs_f64(left.unwrap_or(0.05).max(0.05))))
         })
         .await
     }
