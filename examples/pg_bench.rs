@@ -87,7 +87,9 @@ async fn new_database(base: &str) -> String {
         .await
         .unwrap();
     tokio::spawn(conn);
-    c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     format!("{base}/{name}")
 }
 
@@ -117,8 +119,12 @@ async fn vault_with(w: &Where, n: usize, token_url: &str, expires_in: i64) -> Ar
     match w {
         Where::File(p) => drop(Vault::init(p, &Secret::new(PASS), kdf).unwrap()),
         Where::Pg(u) => drop(
-            Vault::init_store(&StoreConfig::parse(u, None).unwrap(), &Secret::new(PASS), kdf)
-                .unwrap(),
+            Vault::init_store(
+                &StoreConfig::parse(u, None).unwrap(),
+                &Secret::new(PASS),
+                kdf,
+            )
+            .unwrap(),
         ),
     }
     let clock = Arc::new(OffsetClock::default());

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub enum Target {
     File(PathBuf),
-    Store(pg::StoreConfig),
+    Store(Box<pg::StoreConfig>),
 }
 
 impl Target {
@@ -72,21 +72,21 @@ pub fn migrate(
     kdf.memory_kib = h.kdf.memory_kib;
     kdf.iterations = h.kdf.iterations;
     kdf.parallelism = h.kdf.parallelism;
-    if let Target::File(p) = target {
-        if p.exists() {
-            return Err(Error::VaultExists { path: p.clone() });
-        }
+    if let Target::File(p) = target
+        && p.exists()
+    {
+        return Err(Error::VaultExists { path: p.clone() });
     }
     let dest = match target {
         Target::File(p) => Vault::init(p, passphrase, kdf)?,
         Target::Store(c) => Vault::init_store(c, passphrase, kdf)?,
     };
     let r = copy(source, &dest, target, providers, actor, now);
-    if r.is_err() {
-        if let Target::File(p) = target {
-            drop(dest);
-            let _ = std::fs::remove_file(p);
-        }
+    if r.is_err()
+        && let Target::File(p) = target
+    {
+        drop(dest);
+        let _ = std::fs::remove_file(p);
     }
     r
 }

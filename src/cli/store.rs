@@ -53,10 +53,10 @@ pub fn parse_url(g: &Global, url: &str) -> Result<StoreConfig> {
 
 /// The shared store this command uses, if the vault is not a file.
 pub fn store_config(g: &Global) -> Result<Option<StoreConfig>> {
-    if let Some(v) = g.vault.as_ref().and_then(|p| p.to_str()) {
-        if is_store_url(v) {
-            return parse_url(g, v).map(Some);
-        }
+    if let Some(v) = g.vault.as_ref().and_then(|p| p.to_str())
+        && is_store_url(v)
+    {
+        return parse_url(g, v).map(Some);
     }
     if let Some(u) = std::env::var("TOKENVAULT_STORE_URL")
         .ok()
@@ -72,7 +72,10 @@ pub fn store_config(g: &Global) -> Result<Option<StoreConfig>> {
 
 /// Applies `[store] lease_secs` to this process's claims.
 fn apply_lease(g: &Global) -> Result<()> {
-    if let Some(s) = crate::config::Config::load(&config_path(g))?.store.lease_secs {
+    if let Some(s) = crate::config::Config::load(&config_path(g))?
+        .store
+        .lease_secs
+    {
         crate::vault::claims::set_lease(std::time::Duration::from_secs(s.max(5)));
     }
     Ok(())
@@ -113,11 +116,11 @@ pub fn init(g: &Global, store: &StoreConfig, kdf: KdfParams) -> Result<Vault> {
 pub fn run(g: &Global, cmd: StoreCmd, path: &std::path::Path) -> Result<i32> {
     let StoreCmd::Migrate { to } = cmd;
     let target = if is_store_url(&to) {
-        crate::backup::migrate::Target::Store(parse_url(g, &to)?)
+        crate::backup::migrate::Target::Store(Box::new(parse_url(g, &to)?))
     } else {
-        crate::backup::migrate::Target::File(std::path::absolute(&to).map_err(|e| {
-            Error::io("cannot resolve the --to path", e)
-        })?)
+        crate::backup::migrate::Target::File(
+            std::path::absolute(&to).map_err(|e| Error::io("cannot resolve the --to path", e))?,
+        )
     };
     let config = crate::config::Config::load(&config_path(g))?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;

@@ -418,12 +418,19 @@ async fn claimed(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> 
         let ctx = load(engine, key).ok()?;
         let now = engine.now();
         match trigger {
-            Trigger::OnDemand { min_ttl, force: false } => ctx
+            Trigger::OnDemand {
+                min_ttl,
+                force: false,
+            } => ctx
                 .rec
                 .expires_at
                 .is_none_or(|e| e > now + min_ttl as i64)
                 .then(|| current(&ctx)),
-            Trigger::Scheduler => ctx.rec.due_at.is_none_or(|d| d > now).then(|| current(&ctx)),
+            Trigger::Scheduler => ctx
+                .rec
+                .due_at
+                .is_none_or(|d| d > now)
+                .then(|| current(&ctx)),
             _ => None,
         }
     };

@@ -117,10 +117,10 @@ impl Vault {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
-        if let Some(token) = token {
-            if let Err(e) = store.release(key.to_owned(), token).await {
-                tracing::debug!("a lease was not released (it runs out by itself): {e}");
-            }
+        if let Some(token) = token
+            && let Err(e) = store.release(key.to_owned(), token).await
+        {
+            tracing::debug!("a lease was not released (it runs out by itself): {e}");
         }
     }
 

@@ -171,7 +171,14 @@ pub(super) fn replace_all(
         txn.open_table(def)?.retain(|_, _| false)?;
         Ok(())
     }
-    for def in [TENANTS, CLIENTS, CONNECTIONS, TENANT_KEYS, APPLE_KEYS, BACKUP_FILES] {
+    for def in [
+        TENANTS,
+        CLIENTS,
+        CONNECTIONS,
+        TENANT_KEYS,
+        APPLE_KEYS,
+        BACKUP_FILES,
+    ] {
         clear_str(txn, def)?;
     }
     txn.open_table(DUE)?.retain(|_, _| false)?;
@@ -256,7 +263,8 @@ fn apply_rows(s: &Shared, keys: Vec<(Table, String)>) -> Result<()> {
 }
 
 fn header_changed(rows: &[(Table, String, Option<Vec<u8>>)]) -> bool {
-    rows.iter().any(|(t, k, _)| *t == Table::Meta && k == "header")
+    rows.iter()
+        .any(|(t, k, _)| *t == Table::Meta && k == "header")
 }
 
 /// Re-reads every record into the mirror and drops the whole hand-out cache.

@@ -578,8 +578,8 @@ impl Vault {
                 supported: FORMAT_VERSION,
             });
         }
-        let header: Header = rmp_serde::from_slice(&header)
-            .map_err(|_| corrupt(&path, "header unreadable"))?;
+        let header: Header =
+            rmp_serde::from_slice(&header).map_err(|_| corrupt(&path, "header unreadable"))?;
         let kek = header.kdf.derive(passphrase.expose().as_bytes())?;
         let ring = Keyring::unwrap(&kek, &header.keyring, format)
             .ok_or(Error::WrongPassphrase { path })?;
@@ -1395,10 +1395,10 @@ impl Tx {
                 {
                     let held = leases.lock().unwrap_or_else(|p| p.into_inner());
                     for (t, k) in &keys {
-                        if *t == pg::Table::Connections {
-                            if let Some(token) = held.get(k) {
-                                b.fences.insert(k.clone(), token.clone());
-                            }
+                        if *t == pg::Table::Connections
+                            && let Some(token) = held.get(k)
+                        {
+                            b.fences.insert(k.clone(), token.clone());
                         }
                     }
                 }
@@ -1450,7 +1450,11 @@ impl Tx {
 
     /// The connection keys written since `touched_count` returned `from`.
     pub fn touched_since(&self, from: usize) -> Vec<String> {
-        self.touched.borrow().get(from..).unwrap_or_default().to_vec()
+        self.touched
+            .borrow()
+            .get(from..)
+            .unwrap_or_default()
+            .to_vec()
     }
 
     /// Notes a write of (table, key) for the shared store.

@@ -23,7 +23,14 @@ async fn call(e: &tokenvault::Engine, req: Request) -> tokenvault::Result<Respon
 }
 
 async fn seed(e: &tokenvault::Engine, token: &str) {
-    call(e, Request::TenantAdd { name: "acme".into() }).await.unwrap();
+    call(
+        e,
+        Request::TenantAdd {
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
     call(
         e,
         Request::ClientSet {
@@ -80,16 +87,28 @@ fn records_survive_a_reopen_and_open_only_with_the_passphrase() {
             seed(&e, "access-one").await;
             drop(e);
             let e = b.engine();
-            assert_eq!(get(&e, "acme/spotify/alice").await.unwrap(), "access-one", "{}", b.name());
+            assert_eq!(
+                get(&e, "acme/spotify/alice").await.unwrap(),
+                "access-one",
+                "{}",
+                b.name()
+            );
             let v = e.vault();
             let rx = v.read().unwrap();
             let client = rx.client("acme", "spotify").unwrap().expect("client kept");
-            let secret = rx.client_secret("acme", "spotify", &client).unwrap().unwrap();
+            let secret = rx
+                .client_secret("acme", "spotify", &client)
+                .unwrap()
+                .unwrap();
             assert_eq!(secret.expose(), "client-secret-xyz", "{}", b.name());
             let rec = rx.connection("acme/spotify/alice").unwrap().unwrap();
             let s = rx.secrets("acme/spotify/alice", &rec).unwrap();
             assert_eq!(s.refresh_token.unwrap().expose(), "access-one-refresh");
-            assert!(rx.next_due().unwrap().is_some(), "{}: the due index follows", b.name());
+            assert!(
+                rx.next_due().unwrap().is_some(),
+                "{}: the due index follows",
+                b.name()
+            );
         });
         let e = b.open_with("not the passphrase").unwrap_err();
         assert_eq!(e.exit_code(), 3, "{}: {e}", b.name());
@@ -104,14 +123,30 @@ fn passwd_and_rekey_keep_every_record() {
             let e = b.engine();
             seed(&e, "tok-a").await;
             let (term, n) = e.vault().rekey().unwrap();
-            assert!(term >= 2 && n >= 2, "{}: term {term}, {n} resealed", b.name());
-            e.vault().change_passphrase(&Secret::new("new passphrase 2"), None).unwrap();
+            assert!(
+                term >= 2 && n >= 2,
+                "{}: term {term}, {n} resealed",
+                b.name()
+            );
+            e.vault()
+                .change_passphrase(&Secret::new("new passphrase 2"), None)
+                .unwrap();
             drop(e);
-            assert_eq!(b.open_with(PASSPHRASE).unwrap_err().exit_code(), 3, "{}", b.name());
+            assert_eq!(
+                b.open_with(PASSPHRASE).unwrap_err().exit_code(),
+                3,
+                "{}",
+                b.name()
+            );
             let v = b.open_with("new passphrase 2").unwrap();
             assert_eq!(v.current_term(), term);
             let e = tokenvault::Engine::new(v);
-            assert_eq!(get(&e, "acme/spotify/alice").await.unwrap(), "tok-a", "{}", b.name());
+            assert_eq!(
+                get(&e, "acme/spotify/alice").await.unwrap(),
+                "tok-a",
+                "{}",
+                b.name()
+            );
         });
     }
 }
@@ -125,7 +160,8 @@ fn removals_remove_and_uncommitted_writes_change_nothing() {
             seed(&e, "tok-r").await;
             put(&e, "acme/spotify/bob", "tok-b").await;
             let tx = e.vault().write().unwrap();
-            tx.put_tenant("ghost", &TenantRecord { created_at: 1 }).unwrap();
+            tx.put_tenant("ghost", &TenantRecord { created_at: 1 })
+                .unwrap();
             drop(tx);
             call(
                 &e,
@@ -139,20 +175,38 @@ fn removals_remove_and_uncommitted_writes_change_nothing() {
             drop(e);
             let e = b.engine();
             let rx = e.vault().read().unwrap();
-            assert!(rx.tenant("ghost").unwrap().is_none(), "{}: a dropped Tx wrote", b.name());
-            assert!(rx.connection("acme/spotify/bob").unwrap().is_none(), "{}", b.name());
+            assert!(
+                rx.tenant("ghost").unwrap().is_none(),
+                "{}: a dropped Tx wrote",
+                b.name()
+            );
+            assert!(
+                rx.connection("acme/spotify/bob").unwrap().is_none(),
+                "{}",
+                b.name()
+            );
             assert!(rx.connection("acme/spotify/alice").unwrap().is_some());
             drop(rx);
-            call(&e, Request::TenantRemove { name: "acme".into(), force: true })
-                .await
-                .unwrap();
+            call(
+                &e,
+                Request::TenantRemove {
+                    name: "acme".into(),
+                    force: true,
+                },
+            )
+            .await
+            .unwrap();
             drop(e);
             let v = b.open();
             let rx = v.read().unwrap();
             assert!(rx.tenants().unwrap().is_empty(), "{}", b.name());
             assert!(rx.clients(None).unwrap().is_empty(), "{}", b.name());
             assert!(rx.connections("").unwrap().is_empty(), "{}", b.name());
-            assert!(rx.next_due().unwrap().is_none(), "{}: due index emptied", b.name());
+            assert!(
+                rx.next_due().unwrap().is_none(),
+                "{}: due index emptied",
+                b.name()
+            );
         });
     }
 }
@@ -171,7 +225,11 @@ fn the_audit_log_keeps_what_was_done() {
             let recs = v.read().unwrap().audit(Some("acme"), 0).unwrap();
             let actions: Vec<&str> = recs.iter().map(|r| r.action.as_str()).collect();
             assert!(actions.contains(&"put"), "{}: {actions:?}", b.name());
-            assert!(actions.iter().any(|a| a.starts_with("get")), "{}: {actions:?}", b.name());
+            assert!(
+                actions.iter().any(|a| a.starts_with("get")),
+                "{}: {actions:?}",
+                b.name()
+            );
             let counts: std::collections::BTreeMap<_, _> =
                 v.table_counts().unwrap().into_iter().collect();
             assert!(counts["audit"] >= recs.len() as u64, "{}", b.name());
@@ -198,8 +256,15 @@ fn a_record_moved_to_another_key_fails_to_open() {
                 use redb::ReadableTable;
                 let w = db.begin_write().unwrap();
                 {
-                    let mut t = w.open_table(tokenvault::vault::schema::CONNECTIONS).unwrap();
-                    let alice = t.get("acme/spotify/alice").unwrap().unwrap().value().to_vec();
+                    let mut t = w
+                        .open_table(tokenvault::vault::schema::CONNECTIONS)
+                        .unwrap();
+                    let alice = t
+                        .get("acme/spotify/alice")
+                        .unwrap()
+                        .unwrap()
+                        .value()
+                        .to_vec();
                     t.insert("acme/spotify/mallory", alice.as_slice()).unwrap();
                 }
                 w.commit().unwrap();
@@ -243,15 +308,31 @@ fn another_node_sees_a_commit_and_drops_its_cached_token() {
                 .is_some()
         });
         assert_eq!(get(&other, "acme/spotify/alice").await.unwrap(), "first");
-        assert!(other.vault().cached_token("acme/spotify/alice").is_some(), "B cached it");
+        assert!(
+            other.vault().cached_token("acme/spotify/alice").is_some(),
+            "B cached it"
+        );
         put(&a, "acme/spotify/alice", "second").await;
         eventually("node B drops its cached token", || {
             other.vault().cached_token("acme/spotify/alice").is_none()
         });
         assert_eq!(get(&other, "acme/spotify/alice").await.unwrap(), "second");
-        call(&a, Request::TenantAdd { name: "beta".into() }).await.unwrap();
+        call(
+            &a,
+            Request::TenantAdd {
+                name: "beta".into(),
+            },
+        )
+        .await
+        .unwrap();
         eventually("node B sees the new tenant", || {
-            other.vault().read().unwrap().tenant("beta").unwrap().is_some()
+            other
+                .vault()
+                .read()
+                .unwrap()
+                .tenant("beta")
+                .unwrap()
+                .is_some()
         });
     });
 }

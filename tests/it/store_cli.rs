@@ -53,20 +53,48 @@ fn init_store_then_put_get_list_through_the_binary() {
     let tv = TestVault::empty();
     let out = tv
         .cmd()
-        .args(["init", "--kdf-memory-mib", "19", "--kdf-iterations", "2", "--kdf-parallelism", "1", "--store", &url])
+        .args([
+            "init",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-iterations",
+            "2",
+            "--kdf-parallelism",
+            "1",
+            "--store",
+            &url,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!stdout(&out).contains(crate::support::postgres::PASSWORD), "password printed");
-    assert!(!tv.path.exists(), "init --store must not create a vault file");
+    assert!(
+        !stdout(&out).contains(crate::support::postgres::PASSWORD),
+        "password printed"
+    );
+    assert!(
+        !tv.path.exists(),
+        "init --store must not create a vault file"
+    );
     // A second init refuses and writes nothing.
     let again = tv
         .cmd()
-        .args(["init", "--kdf-memory-mib", "19", "--kdf-iterations", "2", "--store", &url])
+        .args([
+            "init",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-iterations",
+            "2",
+            "--store",
+            &url,
+        ])
         .output()
         .unwrap();
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already holds"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already holds"),
+        "{}",
+        stderr(&again)
+    );
     assert!(!stderr(&again).contains(crate::support::postgres::PASSWORD));
     seed(&tv, &[("TOKENVAULT_STORE_URL", &url)]);
     let got = tv
@@ -93,7 +121,11 @@ fn init_store_then_put_get_list_through_the_binary() {
         .output()
         .unwrap();
     assert!(st.status.success(), "{}", stderr(&st));
-    assert!(stdout(&st).contains(&format!("127.0.0.1:{}/{db}", pg.port)), "{}", stdout(&st));
+    assert!(
+        stdout(&st).contains(&format!("127.0.0.1:{}/{db}", pg.port)),
+        "{}",
+        stdout(&st)
+    );
     assert!(!stdout(&st).contains(crate::support::postgres::PASSWORD));
     // without the store setting, the file vault does not exist
     tv.cmd().args(["list"]).assert().code(4);
@@ -135,7 +167,11 @@ fn the_config_file_names_the_store_and_its_password_file() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
-    assert!(stderr(&out).contains("PostgreSQL store is unavailable"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PostgreSQL store is unavailable"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("wrong-db-password"));
 }
 
@@ -157,11 +193,21 @@ fn store_migrate_copies_a_file_to_postgres_and_back() {
     let url = pg.url(&db);
     let tv = TestVault::new();
     seed(&tv, &[]);
-    let out = tv.cmd().args(["store", "migrate", "--to", &url]).output().unwrap();
+    let out = tv
+        .cmd()
+        .args(["store", "migrate", "--to", &url])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let report = stdout(&out);
-    assert!(report.contains("connections") && report.contains("1 -> 1"), "{report}");
-    assert!(!report.contains(crate::support::postgres::PASSWORD), "{report}");
+    assert!(
+        report.contains("connections") && report.contains("1 -> 1"),
+        "{report}"
+    );
+    assert!(
+        !report.contains(crate::support::postgres::PASSWORD),
+        "{report}"
+    );
     // the copy answers the same
     let got = tv
         .cmd()
@@ -171,11 +217,17 @@ fn store_migrate_copies_a_file_to_postgres_and_back() {
         .unwrap();
     assert_eq!(stdout(&got), format!("{ACCESS}\n"), "{}", stderr(&got));
     assert_eq!(
-        counts(&tv, ("TOKENVAULT_STORE_URL", &url)).as_array().map(|a| a.len()),
+        counts(&tv, ("TOKENVAULT_STORE_URL", &url))
+            .as_array()
+            .map(|a| a.len()),
         Some(1)
     );
     // a second migrate into the same database refuses
-    let again = tv.cmd().args(["store", "migrate", "--to", &url]).output().unwrap();
+    let again = tv
+        .cmd()
+        .args(["store", "migrate", "--to", &url])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     // and back to a new file
     let back = tv.dir.path().join("back.redb");
@@ -200,7 +252,10 @@ fn store_migrate_copies_a_file_to_postgres_and_back() {
         .output()
         .unwrap();
     let a = stdout(&audit);
-    assert!(a.matches("store_migrate").count() >= 2, "both migrations audited: {a}");
+    assert!(
+        a.matches("store_migrate").count() >= 2,
+        "both migrations audited: {a}"
+    );
 }
 
 /// What a database administrator sees: every text and bytea column of every table, as
@@ -212,7 +267,15 @@ fn a_database_administrator_sees_no_secret() {
     let url = pg.url(&db);
     let tv = TestVault::empty();
     tv.cmd()
-        .args(["init", "--kdf-memory-mib", "19", "--kdf-iterations", "2", "--store", &url])
+        .args([
+            "init",
+            "--kdf-memory-mib",
+            "19",
+            "--kdf-iterations",
+            "2",
+            "--store",
+            &url,
+        ])
         .assert()
         .success();
     seed(&tv, &[("TOKENVAULT_STORE_URL", &url)]);
@@ -224,10 +287,17 @@ fn a_database_administrator_sees_no_secret() {
     let mut seen = String::new();
     for col in cols.lines() {
         let mut parts = col.splitn(3, '.');
-        let (t, c, ty) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (t, c, ty) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         // bytea: printable bytes as they are (escape) and every byte as hex
         let exprs = if ty == "bytea" {
-            vec![format!("encode({c}, 'escape')"), format!("encode({c}, 'hex')")]
+            vec![
+                format!("encode({c}, 'escape')"),
+                format!("encode({c}, 'hex')"),
+            ]
         } else {
             vec![c.to_owned()]
         };

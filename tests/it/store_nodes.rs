@@ -41,7 +41,12 @@ fn world(n: usize, expires_in: u64, lease_secs: u64) -> World {
         .unwrap();
     rt.block_on(async {
         engine
-            .handle(&admin(), Request::TenantAdd { name: "acme".into() })
+            .handle(
+                &admin(),
+                Request::TenantAdd {
+                    name: "acme".into(),
+                },
+            )
             .await
             .unwrap();
         engine
@@ -77,7 +82,11 @@ fn world(n: usize, expires_in: u64, lease_secs: u64) -> World {
 }
 
 fn families_done(fp: &FakeProvider, generation: u64) -> bool {
-    fp.with(|i| i.families.values().all(|g| g.is_some_and(|g| g >= generation)))
+    fp.with(|i| {
+        i.families
+            .values()
+            .all(|g| g.is_some_and(|g| g >= generation))
+    })
 }
 
 fn get(d: &Daemon, c: &str) -> serde_json::Value {
@@ -117,7 +126,10 @@ fn two_nodes_refresh_a_storm_of_due_connections_exactly_once_each() {
         )
     });
     assert_eq!(reuse, 0, "a refresh token was presented twice");
-    assert_eq!(over, 0, "some connection was refreshed more than once or revoked");
+    assert_eq!(
+        over, 0,
+        "some connection was refreshed more than once or revoked"
+    );
     assert_eq!(calls, N as u64, "each connection refreshed exactly once");
     // both nodes serve the new tokens
     for (d, c) in [(&a, "acme/spotify/u00000"), (&b, "acme/spotify/u00999")] {
@@ -222,7 +234,8 @@ fn a_node_killed_mid_storm_is_taken_over_after_its_lease_without_reuse() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(w.fp.with(|i| i.reuse_detected), 0, "no refresh token reuse");
-    let revoked = w.fp.with(|i| i.families.values().filter(|g| g.is_none()).count());
+    let revoked =
+        w.fp.with(|i| i.families.values().filter(|g| g.is_none()).count());
     assert_eq!(revoked, 0);
 }
 

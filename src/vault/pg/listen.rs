@@ -120,10 +120,10 @@ async fn listen_once(
             tokio::select! {
                 n = nrx.recv() => match n {
                     Some(p) => {
-                        if let Some(notice) = parse(&p, node) {
-                            if out.send(notice).is_err() {
-                                return Ok(Gone::Vault);
-                            }
+                        if let Some(notice) = parse(&p, node)
+                            && out.send(notice).is_err()
+                        {
+                            return Ok(Gone::Vault);
                         }
                     }
                     None => {

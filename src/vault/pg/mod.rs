@@ -81,10 +81,10 @@ impl StoreConfig {
                 "is not a valid PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?OPTIONS])",
             )
         })?;
-        if config.get_password().is_none() {
-            if let Some(p) = &password {
-                config.password(p.expose().trim_end_matches(['\n', '\r']));
-            }
+        if config.get_password().is_none()
+            && let Some(p) = &password
+        {
+            config.password(p.expose().trim_end_matches(['\n', '\r']));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -177,7 +177,11 @@ impl Table {
     fn has_tenant(self) -> bool {
         matches!(
             self,
-            Table::Clients | Table::Connections | Table::TenantKeys | Table::Grants | Table::AppleKeys
+            Table::Clients
+                | Table::Connections
+                | Table::TenantKeys
+                | Table::Grants
+                | Table::AppleKeys
         )
     }
 }
@@ -232,6 +236,9 @@ impl Batch {
         self.rows.is_empty() && self.audit.is_empty()
     }
 }
+
+/// A row as read back: (table, key, value; `None` where the row is gone).
+pub type RowValue = (Table, String, Option<Vec<u8>>);
 
 /// An error of the database, as the store-unavailable error every caller gets.
 pub fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -470,11 +477,13 @@ impl Store {
             if !exists {
                 return Ok(0);
             }
-            Ok(c
-                .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
-                .await
-                .map_err(|e| unavailable("cannot read schema_migrations", e))?
-                .get(0))
+            Ok(c.query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(|e| unavailable("cannot read schema_migrations", e))?
+            .get(0))
         })
     }
 
@@ -542,10 +551,7 @@ impl Store {
     }
 
     /// The current value of each (table, key), `None` where the row is gone.
-    pub fn read_rows(
-        &self,
-        keys: Vec<(Table, String)>,
-    ) -> Result<Vec<(Table, String, Option<Vec<u8>>)>> {
+    pub fn read_rows(&self, keys: Vec<(Table, String)>) -> Result<Vec<RowValue>> {
         self.block(|p| async move {
             let c = get(&p).await?;
             let mut out = Vec::with_capacity(keys.len());
@@ -677,9 +683,12 @@ impl Store {
             )
             .await
             .map_err(|e| unavailable("cannot record this node", e))?;
-            c.execute("DELETE FROM nodes WHERE seen_at < now() - interval '1 hour'", &[])
-                .await
-                .map_err(|e| unavailable("cannot record this node", e))?;
+            c.execute(
+                "DELETE FROM nodes WHERE seen_at < now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .map_err(|e| unavailable("cannot record this node", e))?;
             Ok(())
         })
         .await
@@ -825,7 +834,10 @@ async fn commit_batch(p: &Pool, node: &str, batch: Batch) -> Result<Vec<String>>
                                     // 0 rows: the lease is no longer ours
                                     Ok(if n == 0 { u64::MAX } else { n })
                                 }
-                                _ => tx.execute(up, &[key, &tenant, &status, due_at, value]).await,
+                                _ => {
+                                    tx.execute(up, &[key, &tenant, &status, due_at, value])
+                                        .await
+                                }
                             }
                         }
                         Table::Meta => tx.execute(up, &[key, value]).await,

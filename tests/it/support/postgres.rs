@@ -73,7 +73,8 @@ impl Pg {
             Command::new(&exe)
         };
         cmd.args(args).current_dir(self.dir.path());
-        cmd.output().unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
     }
 
     fn start() -> Pg {
@@ -88,7 +89,10 @@ impl Pg {
                 .arg(dir.path())
                 .status()
                 .unwrap();
-            assert!(st.success(), "cannot hand the temp dir to the postgres user");
+            assert!(
+                st.success(),
+                "cannot hand the temp dir to the postgres user"
+            );
         }
         let pg = Pg {
             dir,
@@ -123,7 +127,11 @@ impl Pg {
                 "--no-sync",
             ],
         );
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut pg = pg;
         // A port taken between probing and binding makes pg_ctl fail: try a few.
         for _ in 0..5 {
@@ -145,7 +153,18 @@ impl Pg {
         let log = self.dir.path().join("log");
         let out = self.run(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         );
         out.status.success()
     }
@@ -158,12 +177,26 @@ impl Pg {
     /// Stops the server at once (as a crash would), for restart tests.
     pub fn stop_immediate(&self) {
         let data = self.dir.path().join("data");
-        let _ = self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 
     /// Starts it again on the same port.
     pub fn restart(&self) {
-        assert!(self.ctl_start(), "the test PostgreSQL did not restart: {}", self.log());
+        assert!(
+            self.ctl_start(),
+            "the test PostgreSQL did not restart: {}",
+            self.log()
+        );
     }
 
     /// Runs SQL as the superuser over the unix socket; returns stdout (unaligned, tuples only).
@@ -172,7 +205,21 @@ impl Pg {
         let host = self.dir.path().to_str().unwrap().to_owned();
         let out = self.run(
             "psql",
-            &["-h", &host, "-p", &port, "-U", SUPERUSER, "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                SUPERUSER,
+                "-d",
+                db,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
         );
         assert!(
             out.status.success(),
@@ -196,7 +243,10 @@ impl Pg {
 
     /// The URL of `db` with the password in it.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
+        format!(
+            "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
     }
 
     /// The URL of `db` without a password (for `[store] password_file`).
@@ -291,7 +341,10 @@ pub fn store_config(url: &str) -> tokenvault::vault::pg::StoreConfig {
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !f() {
-        assert!(std::time::Instant::now() < until, "timed out waiting: {what}");
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting: {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
