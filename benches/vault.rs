@@ -7,7 +7,8 @@
 
 use redb::{ReadableDatabase, TableDefinition};
 use std::time::{Duration, Instant};
-use tokenvault::engine::{Caller, Engine, Request};
+use tokenvault::contract::{Caller, Request};
+use tokenvault::engine::Engine;
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 

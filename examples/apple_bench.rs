@@ -19,7 +19,8 @@ use p256::ecdsa::{Signature, SigningKey, signature::Signer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
-use tokenvault::engine::{Caller, Clock, Engine, Request};
+use tokenvault::contract::{Caller, Request};
+use tokenvault::engine::{Clock, Engine};
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
@@ -136,7 +137,7 @@ async fn main() -> tokenvault::Result<()> {
         // past the renewal margin of the last token: a new one must be signed
         clock.0.fetch_add(15_552_000, Ordering::SeqCst);
         let t = Instant::now();
-        std::hint::black_box(engine.apple_developer_token(&admin, "acme")?);
+        std::hint::black_box(engine.apple().developer_token_for(&admin, "acme")?);
         fresh.push(t.elapsed());
         engine.flush_audit()?;
     }
@@ -146,7 +147,7 @@ async fn main() -> tokenvault::Result<()> {
     for round in 0..20 {
         for _ in 0..1000 {
             let t = Instant::now();
-            std::hint::black_box(engine.apple_developer_token(&admin, "acme")?);
+            std::hint::black_box(engine.apple().developer_token_for(&admin, "acme")?);
             cached.push(t.elapsed());
         }
         if round % 5 == 4 {

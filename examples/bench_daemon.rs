@@ -25,7 +25,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokenvault::engine::{Caller, Engine, Request};
+use tokenvault::contract::{Caller, Request};
+use tokenvault::engine::Engine;
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
@@ -313,7 +314,7 @@ fn main() {
     println!("  socket get : {tvm:.0} req/s");
     println!("  echo       : {em:.0} req/s");
     println!("  ratio get/echo: {:.2}x  (goal >= 0.7x)", tvm / em);
-    let served = engine.metrics().tokens_served();
+    let served = engine.context().metrics().tokens_served();
     println!("  (tokens served in all: {served})");
 
     // --- 3. whole process: tokenvault get vs pass show ---
@@ -474,7 +475,7 @@ fn storm(rt: &tokio::runtime::Runtime, dir: &Path) {
     // as `serve` does: the scheduler on a runtime of its own
     let refresh_rt = tokenvault::refresh::scheduler_runtime().unwrap();
     refresh_rt.spawn(tokenvault::refresh::run_scheduler(
-        engine.clone(),
+        engine.refresher().clone(),
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },

@@ -22,7 +22,8 @@ use axum::routing::post;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokenvault::engine::{Caller, Clock, Engine, Request};
+use tokenvault::contract::{Caller, Request};
+use tokenvault::engine::{Clock, Engine};
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams, pg::StoreConfig};
 
@@ -205,7 +206,7 @@ async fn storm_once(w: Where, nodes: usize, n: usize) -> (f64, u64) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         stops.push(tx);
         scheds.push(tokio::spawn(tokenvault::refresh::run_scheduler(
-            e.clone(),
+            e.refresher().clone(),
             async {
                 let _ = rx.await;
             },
@@ -215,7 +216,7 @@ async fn storm_once(w: Where, nodes: usize, n: usize) -> (f64, u64) {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let done: u64 = engines
             .iter()
-            .map(|e| e.refresh_state().commits.counts().1)
+            .map(|e| e.refresher().state().commits.counts().1)
             .sum();
         if done as usize >= n || start.elapsed() > Duration::from_secs(900) {
             break;
@@ -306,7 +307,7 @@ async fn commits(base: &str, n: usize, runs: usize) {
             let w = Where::Pg(new_database(base).await);
             let clock = vault_with(&w, n, &url, 3600).await;
             let engine = engine_on(&w, clock);
-            engine.refresh_state().commits.set_single(single);
+            engine.refresher().state().commits.set_single(single);
             let start = Instant::now();
             let mut set = tokio::task::JoinSet::new();
             let sem = Arc::new(tokio::sync::Semaphore::new(PER_HOST));
@@ -315,7 +316,7 @@ async fn commits(base: &str, n: usize, runs: usize) {
                 let e = engine.clone();
                 set.spawn(async move {
                     let key = format!("t/spotify/user{j:07}");
-                    tokenvault::refresh::refresh(&e, &key, tokenvault::refresh::Trigger::Manual)
+                    tokenvault::refresh::refresh(e.refresher(), &key, tokenvault::refresh::Trigger::Manual)
                         .await
                         .unwrap();
                     drop(p);

@@ -20,7 +20,8 @@ use axum::routing::post;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokenvault::engine::{Caller, Clock, Engine, Request};
+use tokenvault::contract::{Caller, Request};
+use tokenvault::engine::{Clock, Engine};
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
@@ -177,13 +178,16 @@ async fn storm(n: usize) {
     clock.0.store(300, Ordering::Relaxed);
     let start = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let mut before_expiry = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let done = engine.refresh_state().commits.counts().1 as usize;
+        let done = engine.refresher().state().commits.counts().1 as usize;
         if clock.now() < expiry {
             before_expiry = done;
         }
@@ -196,7 +200,7 @@ async fn storm(n: usize) {
     let _ = stop_tx.send(());
     let _ = sched.await;
     let (ok, all) = refreshed_before_expiry(&engine);
-    let (batches, jobs) = engine.refresh_state().commits.counts();
+    let (batches, jobs) = engine.refresher().state().commits.counts();
     println!(
         "storm: {n} due connections, per-host concurrency {PER_HOST}, provider latency 50 ms: {:.0} refreshes/s ({:.2} s); refreshed {ok}/{all}; {before_expiry}/{n} committed before the old tokens expired (40 s after becoming due); {jobs} results in {batches} commits",
         n as f64 / el.as_secs_f64(),
@@ -240,7 +244,7 @@ async fn commit_bench(n: usize) {
         let (url, _) = fake_provider(Duration::ZERO).await;
         let dir = tempfile::tempdir().unwrap();
         let (engine, _clock) = vault_with(dir.path(), n, &url, 3600).await;
-        engine.refresh_state().commits.set_single(single);
+        engine.refresher().state().commits.set_single(single);
         let start = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         let sem = Arc::new(tokio::sync::Semaphore::new(PER_HOST));
@@ -249,15 +253,19 @@ async fn commit_bench(n: usize) {
             let e = engine.clone();
             set.spawn(async move {
                 let key = format!("t/spotify/user{j:07}");
-                tokenvault::refresh::refresh(&e, &key, tokenvault::refresh::Trigger::Manual)
-                    .await
-                    .unwrap();
+                tokenvault::refresh::refresh(
+                    e.refresher(),
+                    &key,
+                    tokenvault::refresh::Trigger::Manual,
+                )
+                .await
+                .unwrap();
                 drop(p);
             });
         }
         while set.join_next().await.is_some() {}
         let el = start.elapsed();
-        let (batches, jobs) = engine.refresh_state().commits.counts();
+        let (batches, jobs) = engine.refresher().state().commits.counts();
         let rate = n as f64 / el.as_secs_f64();
         println!(
             "commit: {} — {n} refreshes at concurrency {PER_HOST}: {rate:.0} records/s, {jobs} results in {batches} durable commits",
@@ -335,9 +343,12 @@ async fn idle_one(path: &std::path::Path) {
     }
     times.sort();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0 = cpu_secs();
     tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
@@ -351,7 +362,7 @@ async fn idle_one(path: &std::path::Path) {
         times[500].as_secs_f64() * 1e6,
         cpu,
         rss,
-        engine.refresh_state().scheduler_passes()
+        engine.refresher().state().scheduler_passes()
     );
 }
 

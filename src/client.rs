@@ -39,7 +39,7 @@
 
 use crate::cli::args::Global;
 use crate::contract::framing as protocol;
-use crate::engine::{Request, Response};
+use crate::contract::{Request, Response};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use std::path::Path;

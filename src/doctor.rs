@@ -65,8 +65,9 @@ pub fn run(
             ));
         }
     }
-    let outcome =
-        crate::backup::ops::blocking(|| doctor::check(path, passphrase, salvage.is_some(), now))?;
+    let outcome = crate::backup::backups::blocking(|| {
+        doctor::check(path, passphrase, salvage.is_some(), now)
+    })?;
     let mut out = Output {
         report: outcome.report,
         salvage: None,
@@ -84,7 +85,7 @@ pub fn run(
             progress,
         };
         let to = EncryptTo::Recipients(s.recipients.clone());
-        let report = crate::backup::ops::blocking(|| {
+        let report = crate::backup::backups::blocking(|| {
             crate::backup::export(&vault, &config.providers, &file, &to, &opts, now)
         })?;
         out.salvage = Some(report);

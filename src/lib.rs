@@ -3,33 +3,44 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: `Engine`, every operation as `Request` → `Response` for a `Caller`; the
-//!   one entry point of the CLI, the daemon and the TUI.
-//! - [`vault`]: the redb file, its schema (every table in `vault::schema`), the key
-//!   hierarchy and sealing (`vault::crypto`, the only module touching ciphers), records.
-//! - [`token`]: parsing OAuth token responses.
-//! - [`names`]: tenant / provider / account / connection-address validation.
+//! Data flows one way: front ends → `client::Backend` → `engine` → subsystems →
+//! `vault` (docs/design.md, "Architecture"; `scripts/module-graph` checks it).
+//!
+//! Plain data, used by every layer:
+//! - [`contract`]: `Request`, `Response`, the views answers carry, `Event`, `Caller`, the
+//!   protocol version and the socket framing.
+//! - [`names`]: tenant / provider / account / connection-address and endpoint-URL checks.
 //! - [`secret`]: `Secret`, a string that never prints.
-//! - [`cli`]: clap definitions, running a command in-process, human and JSON output.
-//! - [`config`]: the optional TOML configuration file, one section per part.
-//! - [`provider`]: the provider catalogue as data, token-endpoint calls and the
-//!   classification of their answers, the CLI halves of the OAuth flows.
-//! - [`refresh`]: keeping tokens valid: retry/due-time policy, single flight, group
-//!   commit, the scheduler, and the refresh / connect / provider operations.
 //! - [`error`]: the error type, with exit codes and protocol error codes.
-//! - [`backup`]: age-encrypted backups: export, verify, restore, scheduled (SPEC §8).
-//! - [`apple`]: Apple Music signing keys, developer tokens, Music-User-Token validation.
+//! - [`config`]: the optional TOML configuration file, one section per part.
+//! - [`token`]: parsing OAuth token responses.
+//! - [`sync`]: locks that survive a panicking holder.
+//!
+//! Front ends:
+//! - [`cli`]: clap definitions, running a command, human and JSON output.
 //! - [`server`]: the daemon (`serve`): Unix-socket listener, peer credentials, connection
-//!   caps, socket-directory trust, the newline-delimited JSON protocol, signals, systemd
-//!   readiness.
-//! - [`client`]: the CLI side of the socket: check the daemon's uid, send to a live
-//!   daemon, else run in-process; `get_token` / `get_token_as` for Rust programs.
-//! - [`metrics`]: counters and the Prometheus text exposition.
-//! - [`webhook`]: signed POSTs on status changes.
+//!   caps, socket-directory trust, signals, systemd readiness, metrics HTTP.
+//! - [`client`]: the client side: check the daemon's uid, talk to it over the socket, or
+//!   run the engine in-process; `get_token` / `get_token_as` for Rust programs.
 //! - [`doctor`]: the `doctor` command: what is damaged in a vault file, and a salvage
 //!   backup of every record that still opens (the checks are `vault::doctor`).
 //!
-//! Data flows one way: front end → `Engine` → `vault` (and later `refresh`, `provider`).
+//! The engine and what it is built on:
+//! - [`engine`]: `Engine`, every operation as `Request` → `Response` for a `Caller`; a
+//!   dispatcher over one file per noun (`src/engine/`).
+//! - [`context`]: `Context`, the shared handle subsystems are built on (vault, clock,
+//!   configuration and provider catalogue, metrics, event bus, audit writer).
+//! - [`audit`]: audit records and the batched writer of hand-out records.
+//! - [`refresh`]: `Refresher`: retry/due-time policy, single flight, group commit, the
+//!   scheduler.
+//! - [`apple`]: `AppleMusic`: signing keys, developer tokens, Music-User-Token checks.
+//! - [`backup`]: `Backups`: age-encrypted export, verify, restore, the schedule (SPEC §8).
+//! - [`webhook`]: signed POSTs on status changes.
+//! - [`metrics`]: counters, gauges and the Prometheus text exposition.
+//! - [`provider`]: the provider catalogue as data, token-endpoint calls and the
+//!   classification of their answers, `Retry-After`, the OAuth flows' client halves.
+//! - [`vault`]: the redb file, its schema (every table in `vault::schema`), the key
+//!   hierarchy and sealing (`vault::crypto`, the only module touching ciphers), records.
 //!
 //! # A token for a Rust program
 //!
@@ -49,10 +60,12 @@
 //! ```
 
 pub mod apple;
+pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod contract;
 pub mod doctor;
 pub mod engine;
@@ -63,9 +76,14 @@ pub mod provider;
 pub mod refresh;
 pub mod secret;
 pub mod server;
+pub mod sync;
 pub mod token;
 pub mod vault;
 pub mod webhook;
 
-pub use engine::{Caller, Engine, Request, Response};
+pub use contract::{Caller, Request, Response};
+pub use engine::Engine;
+
+/// The commit this binary was built from (`unknown` outside a git checkout; see build.rs).
+pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
 pub use error::{Error, Result};

@@ -2,7 +2,7 @@
 //! Prometheus text exposition (format 0.0.4).
 //!
 //! Owns: the in-memory counters (`Metrics`, reachable from the engine as
-//! `engine.metrics()`) and the rendering, which adds gauges read from the vault
+//! `ctx.metrics()`) and the rendering, which adds gauges read from the vault
 //! (connections by status, expiring within an hour). Must not: label anything with an
 //! account name or a secret; labels are providers, outcomes, statuses and ops only.
 //!
@@ -10,9 +10,10 @@
 //! token hand-outs; the socket server counts connections.
 //! `tokenvault_build_info{version,commit}` (always 1) tells which build is running.
 
-use crate::engine::Engine;
 use crate::error::Result;
+use crate::sync::LockExt;
 use crate::vault::records::Status;
+use crate::vault::{Rx, Vault};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -45,8 +46,7 @@ impl Metrics {
     pub fn record_refresh(&self, provider: &str, outcome: &str, latency: Duration) {
         *self
             .refreshes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .entry((provider.to_owned(), outcome.to_owned()))
             .or_default() += 1;
         let secs = latency.as_secs_f64();
@@ -95,19 +95,14 @@ impl Metrics {
             out,
             "tokenvault_build_info{{version=\"{}\",commit=\"{}\"}} 1",
             label(env!("CARGO_PKG_VERSION")),
-            label(crate::cli::args::COMMIT)
+            label(crate::COMMIT)
         );
         let _ = writeln!(
             out,
             "# HELP tokenvault_refreshes_total Provider calls made to refresh or validate a token, by provider and outcome."
         );
         let _ = writeln!(out, "# TYPE tokenvault_refreshes_total counter");
-        for ((p, o), n) in self
-            .refreshes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for ((p, o), n) in self.refreshes.lock_or_recover().iter() {
             let _ = writeln!(
                 out,
                 "tokenvault_refreshes_total{{provider=\"{}\",outcome=\"{}\"}} {n}",
@@ -184,26 +179,66 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What the vault's connections add up to now, in one scan: the gauges of `metrics` and
+/// the counts of `status` (one definition for both).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Gauges {
+    pub connections: u64,
+    /// By stored status (the `tokenvault_connections` gauge).
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// By status as `show` and `list` display it: an expired `connected` token counts as
+    /// `token_expired` (what `status` reports).
+    pub by_shown_status: BTreeMap<&'static str, u64>,
+    /// Access tokens expiring within the next hour (not yet expired).
+    pub expiring_within_hour: u64,
+    /// Refresh tokens whose known expiry is within 7 days (SPEC §5.3).
+    pub refresh_tokens_expiring_within_week: u64,
+    /// Connections not `connected` whose status changed within the last hour.
+    pub failures_last_hour: u64,
+}
+
+impl Gauges {
+    /// Scans the connections under `prefix` (`""`: all).
+    pub fn scan(rx: &Rx, prefix: &str, now: i64) -> Result<Gauges> {
+        let zero = || -> BTreeMap<&'static str, u64> {
+            Status::ALL.iter().map(|s| (s.as_str(), 0)).collect()
+        };
+        let mut g = Gauges {
+            by_status: zero(),
+            by_shown_status: zero(),
+            ..Gauges::default()
+        };
+        rx.for_each_connection(prefix, |_, r| {
+            g.connections += 1;
+            *g.by_status.entry(r.status.as_str()).or_default() += 1;
+            let shown = match (r.status, r.expires_at) {
+                (Status::Connected, Some(exp)) if exp <= now => Status::TokenExpired,
+                (s, _) => s,
+            };
+            *g.by_shown_status.entry(shown.as_str()).or_default() += 1;
+            if r.expires_at.is_some_and(|e| e > now && e <= now + 3600) {
+                g.expiring_within_hour += 1;
+            }
+            if r.refresh_expires_at.is_some_and(|e| e <= now + 7 * 86_400) {
+                g.refresh_tokens_expiring_within_week += 1;
+            }
+            if r.status != Status::Connected && r.status_at >= now - 3600 {
+                g.failures_last_hour += 1;
+            }
+            Ok(true)
+        })?;
+        Ok(g)
+    }
+}
+
 /// The whole exposition: counters plus gauges read from the vault now.
-pub fn render(engine: &Engine) -> Result<String> {
-    let now = engine.now();
-    let mut by_status: BTreeMap<&'static str, u64> =
-        Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    let mut expiring = 0u64;
-    let rx = engine.vault().read()?;
-    rx.for_each_connection("", |_, r| {
-        *by_status.entry(r.status.as_str()).or_default() += 1;
-        if r.expires_at.is_some_and(|e| e > now && e <= now + 3600) {
-            expiring += 1;
-        }
-        Ok(true)
-    })?;
-    drop(rx);
+pub fn render(metrics: &Metrics, vault: &Vault, now: i64) -> Result<String> {
+    let g = Gauges::scan(&vault.read()?, "", now)?;
     let mut out = String::with_capacity(4096);
-    engine.metrics().render_counters(&mut out);
+    metrics.render_counters(&mut out);
     let _ = writeln!(out, "# HELP tokenvault_connections Connections by status.");
     let _ = writeln!(out, "# TYPE tokenvault_connections gauge");
-    for (s, n) in &by_status {
+    for (s, n) in &g.by_status {
         let _ = writeln!(out, "tokenvault_connections{{status=\"{s}\"}} {n}");
     }
     let _ = writeln!(
@@ -216,7 +251,8 @@ pub fn render(engine: &Engine) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "tokenvault_connections_expiring_within_hour {expiring}"
+        "tokenvault_connections_expiring_within_hour {}",
+        g.expiring_within_hour
     );
     Ok(out)
 }

@@ -1,5 +1,6 @@
 //! Names of SPEC §2: tenants, providers, accounts and `TENANT/PROVIDER/ACCOUNT` connection
-//! addresses. Validation lives here so every front end refuses the same inputs.
+//! addresses, and the endpoint URLs an operator may configure. Validation lives here so
+//! every front end refuses the same inputs.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -111,6 +112,23 @@ impl From<ConnectionId> for String {
     fn from(c: ConnectionId) -> String {
         c.to_string()
     }
+}
+
+/// Endpoint overrides must be absolute http(s) URLs. Plain http is allowed only for
+/// loopback (tests, local development).
+pub fn validate_url(url: &str) -> Result<()> {
+    let ok = url.starts_with("https://")
+        || url.starts_with("http://127.0.0.1")
+        || url.starts_with("http://localhost")
+        || url.starts_with("http://[::1]");
+    if !ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // the URL itself is not quoted back: a mistyped argument may hold a secret
+        return Err(Error::invalid(
+            "URL",
+            "an endpoint URL must be https:// (or http:// on loopback), at most 2048 bytes, without spaces",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

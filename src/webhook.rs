@@ -16,8 +16,8 @@
 //! without a `secret_file` is not sent (unsigned events could be forged).
 
 use crate::config::WebhookConfig;
+use crate::context::Context;
 use crate::contract::{Event, EventKind, StatusEvent};
-use crate::engine::Engine;
 use crate::vault::records::Status;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -99,8 +99,8 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
 
 /// Sends webhooks for status events until `shutdown`. Deliveries still retrying at
 /// shutdown are abandoned.
-pub async fn run(engine: Arc<Engine>, shutdown: impl Future<Output = ()>) {
-    let mut rx = engine.subscribe();
+pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) {
+    let mut rx = ctx.subscribe();
     let mut dedup = Dedup::default();
     let seq = AtomicU64::new(0);
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -153,7 +153,7 @@ pub async fn run(engine: Arc<Engine>, shutdown: impl Future<Output = ()>) {
         let Some(kind) = dedup.decide(&ev) else {
             continue;
         };
-        let hooks = engine.config().webhooks.clone();
+        let hooks = ctx.config().webhooks.clone();
         if hooks.is_empty() {
             continue;
         }
@@ -328,8 +328,8 @@ mod tests {
             crate::vault::crypto::KdfParams::new(19, 2, 1).unwrap(),
         )
         .unwrap();
-        let engine = Arc::new(Engine::new(vault));
-        engine.set_config(crate::config::Config {
+        let ctx = Context::new(vault, Arc::new(crate::context::SystemClock));
+        ctx.set_config(crate::config::Config {
             webhooks: vec![WebhookConfig {
                 url: format!("http://{addr}/hook"),
                 secret_file: Some(key_file.display().to_string()),
@@ -340,7 +340,7 @@ mod tests {
             ..Default::default()
         });
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(run(engine.clone(), async move {
+        let task = tokio::spawn(run(ctx.clone(), async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -353,7 +353,7 @@ mod tests {
             (Some(Retrying), Some(NeedsReauth)),
             (Some(NeedsReauth), Some(Connected)),
         ] {
-            engine.emit(ev(c, from, to));
+            ctx.emit(ev(c, from, to));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

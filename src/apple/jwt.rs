@@ -71,7 +71,7 @@ impl Policy {
             .api_base
             .clone()
             .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
-        crate::engine::validate_url(&api_base).map_err(|_| {
+        crate::names::validate_url(&api_base).map_err(|_| {
             Error::Config(format!(
                 "[apple_music] api_base = {api_base:?} must be an https:// URL (http:// only on loopback); fix the config file"
             ))

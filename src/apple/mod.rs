@@ -4,19 +4,20 @@
 //! - [`key`]: reading a `.p8` file (PKCS#8 PEM, P-256 only) and checking Team / Key IDs.
 //! - [`jwt`]: signing a developer token (ES256 JWS) and the token policy from the config.
 //! - [`user`]: `GET {api_base}/v1/me/storefront` with both tokens, mapped to an `Outcome`.
-//! - [`service`]: the `Engine` operations (key add / list / activate / retire, token
-//!   hand-out with its cache).
+//! - [`signing`]: signing keys (add / list / activate / retire) and the developer-token
+//!   hand-out with its cache.
 //! - [`validation`]: checking `apple-music` connections (Music-User-Tokens) and recording
 //!   the result as their status.
 //!
 //! Owns: the key states (`inactive` → `active` → `retiring` → `retired`), the developer-token
 //! cache, and the rule that nothing signed by a key other than the tenant's active one is
 //! handed out. Must not: touch ciphers (the vault seals and opens key material), speak the
-//! socket framing, or print anything.
+//! socket framing, print anything, or import the engine (`AppleMusic` is built on a
+//! `Context`).
 
 pub mod jwt;
 pub mod key;
-pub mod service;
+pub mod signing;
 pub mod user;
 pub mod validation;
 
@@ -37,7 +38,26 @@ pub mod state {
     pub const RETIRED: &str = "retired";
 }
 
-pub use service::AppleState;
+pub use signing::AppleState;
+
+use crate::context::Context;
+use std::sync::Arc;
+
+/// The Apple Music handle: a `Context` and the token cache / HTTP client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppleMusic {
+    pub(crate) ctx: Context,
+    state: Arc<AppleState>,
+}
+
+impl AppleMusic {
+    pub fn new(ctx: Context) -> AppleMusic {
+        AppleMusic {
+            ctx,
+            state: Arc::default(),
+        }
+    }
+}
 pub use user::{Outcome, validate_user_token};
 
 /// If `address` is the developer-token address `TENANT/apple-music` (two parts, no

@@ -1,19 +1,20 @@
 //! Validation of Music-User-Tokens (`apple-music` connections, SPEC §7): one check against
 //! the Apple Music API through `user`, recorded as the connection's status with the next
-//! check's time. The scheduler and `refresh CONNECTION` call
-//! `Engine::validate_apple_connection`.
+//! check's time. The refresh engine calls `AppleMusic::check` (its "refresh" of such a
+//! connection); `tokenvault test` calls `AppleMusic::validate_connection`.
 //!
 //! Must not: hold a transaction open across the HTTP request (the connection is read, the
 //! request made, then the result written in a new transaction that first checks the token
 //! was not replaced meanwhile).
 
+use super::AppleMusic;
 use super::{PROVIDER, user};
-use crate::engine::{Caller, ConnectionView, Engine, Response, StatusEvent};
+use crate::contract::{Caller, ConnectionView, Response, StatusEvent};
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
 use crate::vault::records::{ConnectionRecord, Status};
 
-impl Engine {
+impl AppleMusic {
     /// Validates an `apple-music` connection now: `GET {api_base}/v1/me/storefront` with
     /// the tenant's developer token and the connection's Music-User-Token, then records the
     /// result as the connection's status (emitting a `StatusEvent` on a change) and sets
@@ -28,11 +29,7 @@ impl Engine {
     ///
     /// `refresh CONNECTION` and the scheduler call this for `apple-music` connections. If
     /// the token is replaced (`put`) while the request is in flight, the result is dropped.
-    pub async fn validate_apple_connection(
-        &self,
-        caller: &Caller,
-        connection: &str,
-    ) -> Result<Response> {
+    pub async fn validate_connection(&self, caller: &Caller, connection: &str) -> Result<Response> {
         let id = ConnectionId::parse(connection)?;
         caller.require_tenant(&id.tenant)?;
         if id.provider != PROVIDER {
@@ -44,7 +41,7 @@ impl Engine {
         let key = id.key();
         let policy = self.policy()?;
         let (nonce, user_token) = {
-            let rx = self.vault().read()?;
+            let rx = self.ctx.vault().read()?;
             let rec = rx
                 .connection(&key)?
                 .ok_or_else(|| Error::not_found("connection", id.to_string()))?;
@@ -60,9 +57,9 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let outcome = user::validate(self.apple.http()?, &policy.api_base, &dev, &user_token).await;
+        let outcome = user::validate(self.state.http()?, &policy.api_base, &dev, &user_token).await;
         drop((dev, user_token));
-        let now = self.now();
+        let now = self.ctx.now();
         match outcome {
             user::Outcome::Valid => {
                 let jitter = rand::random_range(0..=policy.validate_interval_secs / 10) as i64;
@@ -89,7 +86,7 @@ impl Engine {
                 retry_after,
             } => {
                 let attempts = {
-                    let rx = self.vault().read()?;
+                    let rx = self.ctx.vault().read()?;
                     rx.connection(&key)?.map(|r| r.attempts).unwrap_or(0) + 1
                 };
                 let cap = policy.validate_interval_secs;
@@ -134,8 +131,8 @@ impl Engine {
         due_at: Option<i64>,
     ) -> Result<Option<ConnectionRecord>> {
         let key = id.key();
-        let now = self.now();
-        let tx = self.vault().write()?;
+        let now = self.ctx.now();
+        let tx = self.ctx.vault().write()?;
         let Some(mut rec) = tx.connection(&key)? else {
             return Ok(None);
         };
@@ -161,7 +158,7 @@ impl Engine {
         tx.put_connection(&key, &rec)?;
         tx.commit()?;
         if from != status {
-            self.emit(StatusEvent {
+            self.ctx.emit(StatusEvent {
                 connection: key,
                 from: Some(from),
                 to: Some(status),
@@ -173,11 +170,13 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl AppleMusic {
     /// The check alone, for the refresh engine (which records statuses, backoff and the
     /// next due time the same way for every provider): asks Apple whether the connection's
-    /// Music-User-Token is still accepted and classifies the answer.
-    pub(crate) async fn apple_check(
+    /// Music-User-Token is still accepted (`GET {api_base}/v1/me/storefront`, SPEC §7) and
+    /// classifies the answer: `Ok(())` keeps it `connected`; `InvalidGrant` (401/403) →
+    /// `needs_reauth`; `Transient`/`RateLimited` → retried; `Config` → `error`.
+    pub(crate) async fn check(
         &self,
         connection: &str,
     ) -> std::result::Result<(), crate::provider::oauth::CallError> {
@@ -187,6 +186,7 @@ impl Engine {
         let policy = self.policy().map_err(config)?;
         let user_token = {
             let rx = self
+                .ctx
                 .vault()
                 .read()
                 .map_err(|e| CallError::Transient(e.to_string()))?;
@@ -202,7 +202,7 @@ impl Engine {
                 CallError::Config(format!("cannot validate without a developer token: {e}"))
             })?
             .token;
-        let http = self.apple.http().map_err(config)?;
+        let http = self.state.http().map_err(config)?;
         match user::validate(http, &policy.api_base, &dev, &user_token).await {
             user::Outcome::Valid => Ok(()),
             user::Outcome::NeedsReauth { status } => Err(CallError::InvalidGrant(format!(

@@ -13,15 +13,15 @@
 //! file before it opens a write transaction, so a wrong key, a truncated or tampered file,
 //! or a conflict changes no byte of the vault.
 
+pub mod backups;
 pub mod export;
 pub mod format;
 pub mod migrate;
-pub mod ops;
 pub mod restore;
 pub mod schedule;
 
+pub use backups::Backups;
 pub use export::{EncryptTo, ExportOptions, export};
-pub use ops::EngineBackupState;
 pub use restore::{RestoreOptions, Unlock, restore, verify};
 pub use schedule::{run_scheduled_backups, take_scheduled_backup};
 

@@ -26,15 +26,14 @@
 //! between the rename and the vault record leaves a complete backup file the vault does
 //! not know: reported as foreign, never deleted by retention.
 
+use super::Backups;
 use super::export::{EncryptTo, ExportOptions, export_file};
 use crate::config::{BackupConfig, Config};
-use crate::contract::{BackupOutcome, BackupReport};
-use crate::engine::Engine;
+use crate::contract::{BackupOutcome, BackupReport, Event, EventKind};
 use crate::error::{Error, Result};
 use crate::vault::backup_files::BackupFileRecord;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub const DEFAULT_INTERVAL_SECS: u64 = 86_400;
 pub const DEFAULT_RETENTION: usize = 7;
@@ -45,6 +44,8 @@ const SUFFIX: &str = ".age";
 const STAMP: &str = "%Y%m%dT%H%M%SZ";
 /// Foreign file names listed in one warning; the rest are counted.
 const LISTED: usize = 3;
+/// How long a stop waits for a scheduled backup in progress.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Files in `dir` named like scheduled backups, sorted by name. Names only: the schedule
 /// does not trust them (see the module docs); this is for tools and tests.
@@ -115,8 +116,9 @@ pub fn check_config(config: &Config) -> Result<()> {
 }
 
 /// The recorded backup files in `dir`, oldest first.
-fn recorded_in(engine: &Engine, dir: &Path) -> Result<Vec<(PathBuf, BackupFileRecord)>> {
-    let mut out: Vec<(PathBuf, BackupFileRecord)> = engine
+fn recorded_in(backups: &Backups, dir: &Path) -> Result<Vec<(PathBuf, BackupFileRecord)>> {
+    let mut out: Vec<(PathBuf, BackupFileRecord)> = backups
+        .ctx
         .vault()
         .read()?
         .backup_files()?
@@ -163,8 +165,8 @@ fn same_content(path: &Path, rec: &BackupFileRecord) -> std::io::Result<bool> {
 
 /// The newest recorded backup in `dir` that is still on disk as written and not dated
 /// after `now` (a clock that went back must not postpone backups).
-fn trusted_last(engine: &Engine, dir: &Path, now: i64) -> Option<(PathBuf, BackupFileRecord)> {
-    let recorded = match recorded_in(engine, dir) {
+fn trusted_last(backups: &Backups, dir: &Path, now: i64) -> Option<(PathBuf, BackupFileRecord)> {
+    let recorded = match recorded_in(backups, dir) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the record of scheduled backups");
@@ -179,8 +181,8 @@ fn trusted_last(engine: &Engine, dir: &Path, now: i64) -> Option<(PathBuf, Backu
 
 /// Warnings about `dir`: entries the vault did not record writing, recorded files that
 /// are missing or changed. File names are shown escaped (they come from the directory).
-fn survey(engine: &Engine, dir: &Path) -> Vec<String> {
-    let recorded = recorded_in(engine, dir).unwrap_or_default();
+fn survey(backups: &Backups, dir: &Path) -> Vec<String> {
+    let recorded = recorded_in(backups, dir).unwrap_or_default();
     let mut warnings = Vec::new();
     for (p, r) in &recorded {
         match on_disk(p, r) {
@@ -223,12 +225,12 @@ fn survey(engine: &Engine, dir: &Path) -> Vec<String> {
 
 /// The scheduled-backup line of `status` when no scheduler of this process has run yet:
 /// the newest recorded backup that is still as written, and the directory's warnings.
-pub fn recorded_outcome(engine: &Engine, cfg: &BackupConfig) -> Option<BackupOutcome> {
+pub fn recorded_outcome(backups: &Backups, cfg: &BackupConfig) -> Option<BackupOutcome> {
     let dir = PathBuf::from(&cfg.directory);
-    let now = engine.now();
+    let now = backups.ctx.now();
     let interval = cfg.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
-    let warnings = survey(engine, &dir);
-    match trusted_last(engine, &dir, now) {
+    let warnings = survey(backups, &dir);
+    match trusted_last(backups, &dir, now) {
         Some((path, rec)) => Some(BackupOutcome {
             at: rec.at,
             ok: true,
@@ -272,7 +274,7 @@ fn new_name(dir: &Path, now: i64) -> PathBuf {
 
 /// Takes one scheduled backup now, records it in the vault and prunes old recorded ones.
 /// Blocking. `notes` of the report say what pruning met (missing or changed files).
-pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<BackupReport> {
+pub fn take_scheduled_backup(backups: &Backups, cfg: &BackupConfig) -> Result<BackupReport> {
     if cfg.recipients.is_empty() {
         return Err(Error::Config(
             "[backup] recipients is empty: scheduled backups are encrypted to age recipients (age1…, from `age-keygen`)".into(),
@@ -283,11 +285,11 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
     check_directory(&dir)?;
     crate::vault::create_private_dir(&dir)?;
     check_directory(&dir)?;
-    let now = engine.now();
+    let now = backups.ctx.now();
     let path = new_name(&dir, now);
     let (mut report, sha256) = export_file(
-        engine.vault(),
-        &engine.config().providers,
+        backups.ctx.vault(),
+        &backups.ctx.config().providers,
         &path,
         &EncryptTo::Recipients(cfg.recipients.clone()),
         &ExportOptions {
@@ -303,7 +305,7 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
         bytes: report.bytes,
         records: report.records,
     };
-    let recorded = engine.vault().write().and_then(|tx| {
+    let recorded = backups.ctx.vault().write().and_then(|tx| {
         tx.put_backup_file(&path.display().to_string(), &record)?;
         tx.commit()
     });
@@ -314,7 +316,7 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
         )));
     }
     report.notes = prune(
-        engine,
+        backups,
         &dir,
         cfg.retention.unwrap_or(DEFAULT_RETENTION).max(1),
     )?;
@@ -325,11 +327,11 @@ pub fn take_scheduled_backup(engine: &Engine, cfg: &BackupConfig) -> Result<Back
 /// older recorded ones whose content still has the recorded SHA-256, and forgets records
 /// of files that went missing or changed (a changed file is left in place). Files the vault
 /// did not record are never looked at. Returns notes for the operator.
-fn prune(engine: &Engine, dir: &Path, keep: usize) -> Result<Vec<String>> {
+fn prune(backups: &Backups, dir: &Path, keep: usize) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let mut forget = Vec::new();
     let mut present = Vec::new();
-    for (p, r) in recorded_in(engine, dir)? {
+    for (p, r) in recorded_in(backups, dir)? {
         match on_disk(&p, &r) {
             OnDisk::AsWritten => present.push((p, r)),
             OnDisk::Missing => {
@@ -371,7 +373,7 @@ fn prune(engine: &Engine, dir: &Path, keep: usize) -> Result<Vec<String>> {
         }
     }
     if !forget.is_empty() {
-        let tx = engine.vault().write()?;
+        let tx = backups.ctx.vault().write()?;
         for p in &forget {
             tx.remove_backup_file(&p.display().to_string())?;
         }
@@ -380,19 +382,19 @@ fn prune(engine: &Engine, dir: &Path, keep: usize) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Runs scheduled backups until `shutdown` completes. Reads `engine.config().backup` on
+/// Runs scheduled backups until `shutdown` completes. Reads `backups.ctx.config().backup` on
 /// every round, so a SIGHUP reload takes effect within a minute; does nothing while the
 /// section is absent. Call it from `serve` as
-/// `tokio::spawn(tokenvault::backup::run_scheduled_backups(engine.clone(), shutdown))`.
-pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Output = ()> + Send) {
+/// `tokio::spawn(tokenvault::backup::run_scheduled_backups(backups.clone(), shutdown))`.
+pub async fn run_scheduled_backups(backups: Backups, shutdown: impl Future<Output = ()> + Send) {
     tokio::pin!(shutdown);
     let mut failed_at: Option<i64> = None;
     loop {
-        let cfg = engine.config().backup.clone();
-        let now = engine.now();
+        let cfg = backups.ctx.config().backup.clone();
+        let now = backups.ctx.now();
         let due = cfg.as_ref().map(|c| {
             let interval = c.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
-            let last = trusted_last(&engine, Path::new(&c.directory), now).map(|(_, r)| r.at);
+            let last = trusted_last(&backups, Path::new(&c.directory), now).map(|(_, r)| r.at);
             match failed_at {
                 // After a failure the backup was due already: try again after the retry
                 // delay, not at once (a broken directory must not fail every second).
@@ -413,17 +415,21 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
             continue;
         }
         let Some(cfg) = cfg else { continue };
-        let e2 = engine.clone();
+        let e2 = backups.clone();
         let c2 = cfg.clone();
-        let run = tokio::task::spawn_blocking(move || take_scheduled_backup(&e2, &c2));
+        let mut run = tokio::task::spawn_blocking(move || take_scheduled_backup(&e2, &c2));
         let result = tokio::select! {
-            // Shutdown does not wait for a backup in progress: it finishes on its blocking
-            // thread if the process lives on long enough, else its temp file is left
-            // behind (`.tokenvault-….age.*.tmp`); the last complete backup is intact.
-            _ = &mut shutdown => return,
-            r = run => r,
+            // Shutdown waits up to `SHUTDOWN_GRACE` for a backup in progress, so a stop
+            // does not leave a half-written temp file behind; one that takes longer goes
+            // on on its blocking thread while the process lives, else its temp file
+            // (`.tokenvault-….age.*.tmp`) is left; the last complete backup is intact.
+            _ = &mut shutdown => {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut run).await;
+                return;
+            }
+            r = &mut run => r,
         };
-        let at = engine.now();
+        let at = backups.ctx.now();
         let interval = cfg.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS).max(1) as i64;
         let mut outcome = match result {
             Ok(Ok(report)) => {
@@ -466,7 +472,7 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
                 }
             }
         };
-        let e2 = engine.clone();
+        let e2 = backups.clone();
         let dir = PathBuf::from(&cfg.directory);
         if let Ok(more) = tokio::task::spawn_blocking(move || survey(&e2, &dir)).await {
             outcome.warnings.extend(more);
@@ -474,6 +480,19 @@ pub async fn run_scheduled_backups(engine: Arc<Engine>, shutdown: impl Future<Ou
         for w in &outcome.warnings {
             tracing::warn!("scheduled backups: {w}");
         }
-        engine.set_last_backup(outcome);
+        backups.ctx.emit(Event::new(
+            at,
+            EventKind::Backup {
+                tenant: None,
+                op: "scheduled".into(),
+                ok: outcome.ok,
+                path: outcome.path.clone(),
+                message: match &outcome.records {
+                    Some(n) => format!("{n} records"),
+                    None => "failed: see `tokenvault status`".into(),
+                },
+            },
+        ));
+        backups.set_last_backup(outcome);
     }
 }

@@ -3,8 +3,8 @@
 //! CLI, and travels to the engine (in-process or over the socket) as a `Secret`.
 
 use super::output::{fmt_in, fmt_time};
+use crate::contract::Request;
 use crate::contract::{AppleKeyView, AppleTokenView};
-use crate::engine::Request;
 use crate::error::Result;
 use clap::Subcommand;
 use std::io::Write;

@@ -34,8 +34,7 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// The commit this binary was built from (`unknown` outside a git checkout).
-pub const COMMIT: &str = env!("TOKENVAULT_COMMIT");
+pub use crate::COMMIT;
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
@@ -336,7 +335,7 @@ pub enum Command {
     Backup(BackupCmd),
     /// The shared PostgreSQL store: copy a vault between a file and a database.
     #[command(subcommand)]
-    Store(super::store::StoreCmd),
+    Store(StoreCmd),
     /// Apple Music signing keys and developer tokens.
     #[command(subcommand)]
     Apple(super::apple::AppleCmd),
@@ -660,5 +659,17 @@ pub enum ClientCmd {
         tenant: String,
         /// The provider.
         provider: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Copy the vault to a new PostgreSQL store (postgres://…) or a new redb file,
+    /// through the backup format; every table's count is checked. The source is not
+    /// changed; point `[store] url` (or `--vault`) at the copy afterwards.
+    Migrate {
+        /// `postgres://USER@HOST:PORT/DATABASE` or the path of a new vault file.
+        #[arg(long, value_name = "URL_OR_PATH")]
+        to: String,
     },
 }

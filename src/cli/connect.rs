@@ -10,7 +10,8 @@
 
 use super::args::Flow;
 use super::output::note;
-use crate::engine::{Caller, Engine, Request, Response};
+use crate::contract::{Caller, Request, Response};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::provider::flows::{self, Loopback, Pkce, Poll};
 use crate::secret::Secret;

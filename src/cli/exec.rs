@@ -14,7 +14,7 @@
 //! to every token).
 
 use super::args::Global;
-use crate::engine::{Request, Response};
+use crate::contract::{Request, Response};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use nix::sys::signal::Signal;

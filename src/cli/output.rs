@@ -6,7 +6,7 @@
 //! output quietly instead of with an error or a panic (what ripgrep and most Unix tools
 //! do), and the command exits with the code it would have had.
 
-use crate::engine::{ClientView, ConnectionView, Response, StatusView, TenantView};
+use crate::contract::{ClientView, ConnectionView, Response, StatusView, TenantView};
 use crate::error::{Error, Result};
 use crate::vault::records::AuditRecord;
 use std::io::Write;
@@ -448,7 +448,7 @@ fn backup_report(out: &mut impl Write, r: &crate::contract::BackupReport) -> std
     Ok(())
 }
 
-fn tenant_keys(out: &mut impl Write, ks: &[crate::engine::TenantKeyView]) -> std::io::Result<()> {
+fn tenant_keys(out: &mut impl Write, ks: &[crate::contract::TenantKeyView]) -> std::io::Result<()> {
     if ks.is_empty() {
         return writeln!(out, "no tenant keys");
     }

@@ -9,7 +9,8 @@ use super::args::{
 };
 use super::output::note;
 use super::{output, passphrase, paths};
-use crate::engine::{Caller, Engine, Request, Response};
+use crate::contract::{Caller, Request, Response};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::vault::records::Status;
 use crate::vault::{Vault, crypto::KdfParams};
@@ -348,10 +349,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::RefreshLoop { connection } => {
             let engine = open_local(&g).await?;
             // the crash test needs refreshes as fast as they go (hidden test support)
-            engine.refresh_state().disable_pacing_for_crash_test();
+            engine.refresher().state().disable_pacing_for_crash_test();
             let key = crate::names::ConnectionId::parse(&connection)?.key();
             loop {
-                match crate::refresh::refresh(&engine, &key, crate::refresh::Trigger::Manual).await
+                match crate::refresh::refresh(
+                    engine.refresher(),
+                    &key,
+                    crate::refresh::Trigger::Manual,
+                )
+                .await
                 {
                     Ok(f) => {
                         // printed only after the refresh was committed durably
@@ -495,7 +501,7 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
     } = req
     {
         // Verifying a backup needs no vault (nor its passphrase): any machine can check one.
-        return crate::backup::ops::verify_op(
+        return crate::backup::backups::verify_file(
             &path,
             identity,
             passphrase,
@@ -517,7 +523,7 @@ pub async fn execute_local(g: &Global, req: Request) -> Result<Response> {
         // Check the whole backup before opening the vault: even a read-only session
         // rewrites redb's bookkeeping when the file is closed, and a wrong key or a bad
         // file must leave the vault byte-for-byte unchanged.
-        crate::backup::ops::verify_op(
+        crate::backup::backups::verify_file(
             file,
             identity.clone(),
             passphrase.clone(),

@@ -7,27 +7,14 @@
 //! Must not: log or print a URL with its password (`StoreConfig::display` strips it), or
 //! hold any rule of the vault itself (that is `vault`, `vault::pg`, `backup::migrate`).
 
-use super::args::Global;
+use super::args::{Global, StoreCmd};
 use super::{output, passphrase, paths};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::vault::pg::{StoreConfig, is_store_url};
 use crate::vault::{Access, Vault, crypto::KdfParams};
-use clap::Subcommand;
 use std::io::Write;
 use std::path::PathBuf;
-
-#[derive(Debug, Subcommand)]
-pub enum StoreCmd {
-    /// Copy the vault to a new PostgreSQL store (postgres://…) or a new redb file,
-    /// through the backup format; every table's count is checked. The source is not
-    /// changed; point `[store] url` (or `--vault`) at the copy afterwards.
-    Migrate {
-        /// `postgres://USER@HOST:PORT/DATABASE` or the path of a new vault file.
-        #[arg(long, value_name = "URL_OR_PATH")]
-        to: String,
-    },
-}
 
 fn config_path(g: &Global) -> PathBuf {
     g.config.clone().unwrap_or_else(paths::default_config)

@@ -93,3 +93,17 @@ pub enum Response {
     /// `test`: the provider accepted the access token.
     Tested(TestView),
 }
+
+impl Response {
+    /// The answer to `hello`, for a caller described as `caller` (`admin`, `tenant:NAME`,
+    /// or `unauthorized` before a tenant key was presented).
+    pub fn hello(caller: impl Into<String>) -> Response {
+        Response::Hello {
+            server: "tokenvault".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: super::PROTOCOL_VERSION,
+            format_version: crate::vault::schema::FORMAT_VERSION,
+            caller: caller.into(),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! field is the tag. `TagOf` is a serializer that accepts exactly that first field,
 //! records its string and stops: no value of the request (a token, a secret) is visited.
 
+use crate::sync::LockExt;
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 use std::collections::HashSet;
@@ -22,10 +23,7 @@ pub fn tag_of<T: Serialize>(value: &T) -> Option<&'static str> {
 /// Tags are a closed, small set (the variant names), so each is leaked once.
 fn intern(s: String) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut names = NAMES.get_or_init(Default::default).lock_or_recover();
     if let Some(n) = names.get(s.as_str()) {
         return n;
     }

@@ -1,6 +1,5 @@
 //! Tenant keys and uid grants (SPEC §6 "who is asking"): issuing, listing, revoking,
-//! and checking a presented key. A child of `engine` so it shares its authorisation and
-//! audit helpers.
+//! and checking a presented key (the socket server asks `authenticate_tenant_key`).
 //!
 //! A key is `tvk_<KEY_ID>_<SECRET>`: KEY_ID is 64 random bits in hex (shown by `list`,
 //! used to revoke), SECRET is 256 random bits in base64url. Only HMAC-SHA256(label,
@@ -57,19 +56,19 @@ impl Engine {
         let secret = zeroize::Zeroizing::new(
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(32)),
         );
-        let tx = self.vault.write()?;
-        self.require_tenant_exists(&tx, tenant)?;
+        let tx = self.ctx.vault().write()?;
+        self.ctx.require_tenant_exists(&tx, tenant)?;
         tx.put_tenant_key(
             &key_id,
             &TenantKeyRecord {
                 tenant: tenant.to_owned(),
                 hash: hash(&secret).to_vec(),
                 label,
-                created_at: self.now(),
+                created_at: self.ctx.now(),
                 revoked_at: None,
             },
         )?;
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "tenant_key_issue",
@@ -88,7 +87,7 @@ impl Engine {
     pub(super) fn tenant_key_list(&self, caller: &Caller, tenant: &str) -> Result<Response> {
         require_admin(caller)?;
         names::validate_tenant(tenant)?;
-        let rx = self.vault.read()?;
+        let rx = self.ctx.vault().read()?;
         let keys = rx
             .tenant_keys(Some(tenant))?
             .into_iter()
@@ -110,16 +109,16 @@ impl Engine {
         key_id: &str,
     ) -> Result<Response> {
         require_admin(caller)?;
-        let tx = self.vault.write()?;
+        let tx = self.ctx.vault().write()?;
         let mut rec = tx
             .tenant_key(key_id)?
             .filter(|r| r.tenant == tenant)
             .ok_or_else(|| Error::not_found("tenant key", format!("{tenant} {key_id}")))?;
         if rec.revoked_at.is_none() {
-            rec.revoked_at = Some(self.now());
+            rec.revoked_at = Some(self.ctx.now());
             tx.put_tenant_key(key_id, &rec)?;
         }
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "tenant_key_revoke",
@@ -140,8 +139,8 @@ impl Engine {
                 "root is always admin; it cannot be scoped",
             ));
         }
-        let tx = self.vault.write()?;
-        self.require_tenant_exists(&tx, tenant)?;
+        let tx = self.ctx.vault().write()?;
+        self.ctx.require_tenant_exists(&tx, tenant)?;
         if let Some(other) = tx.grant(uid)?.filter(|t| t != tenant) {
             return Err(Error::invalid(
                 "grant",
@@ -151,7 +150,7 @@ impl Engine {
             ));
         }
         tx.put_grant(uid, tenant)?;
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "tenant_grant",
@@ -170,12 +169,12 @@ impl Engine {
         uid: u32,
     ) -> Result<Response> {
         require_admin(caller)?;
-        let tx = self.vault.write()?;
+        let tx = self.ctx.vault().write()?;
         if tx.grant(uid)?.as_deref() != Some(tenant) {
             return Err(Error::not_found("grant", format!("uid {uid} → {tenant}")));
         }
         tx.remove_grant(uid)?;
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "tenant_revoke_grant",
@@ -195,7 +194,7 @@ impl Engine {
         tenant: Option<&str>,
     ) -> Result<Response> {
         require_admin(caller)?;
-        let rx = self.vault.read()?;
+        let rx = self.ctx.vault().read()?;
         let grants = rx
             .grants()?
             .into_iter()
@@ -212,7 +211,8 @@ impl Engine {
         use subtle::ConstantTimeEq;
         let (id, secret) = split(key.expose()).ok_or_else(unauthorized)?;
         let rec = self
-            .vault
+            .ctx
+            .vault()
             .read()?
             .tenant_key(id)?
             .ok_or_else(unauthorized)?;
@@ -227,7 +227,8 @@ impl Engine {
     /// The tenant of a key that is still live; `None` once revoked or removed.
     pub fn tenant_key_tenant(&self, key_id: &str) -> Result<Option<String>> {
         Ok(self
-            .vault
+            .ctx
+            .vault()
             .read()?
             .tenant_key(key_id)?
             .filter(|r| r.revoked_at.is_none())
@@ -236,7 +237,7 @@ impl Engine {
 
     /// The tenant a uid is granted to, if any.
     pub fn tenant_for_uid(&self, uid: u32) -> Result<Option<String>> {
-        self.vault.read()?.grant(uid)
+        self.ctx.vault().read()?.grant(uid)
     }
 }
 

@@ -47,7 +47,7 @@ impl Engine {
         let id = ConnectionId::parse(connection)?;
         caller.require_tenant(&id.tenant)?;
         let key = id.key();
-        let provider = self.provider(&id.provider)?;
+        let provider = self.ctx.provider(&id.provider)?;
         let outcome = if provider.kind == ProviderKind::AppleMusic {
             self.test_apple(caller, &id).await
         } else {
@@ -59,12 +59,13 @@ impl Engine {
             Err(Error::ProviderUnavailable { .. }) => "unavailable",
             Err(_) => "failed",
         };
-        self.queue_audit(caller, "test", &id.tenant, &key, verdict);
+        self.ctx
+            .queue_audit(caller, "test", &id.tenant, &key, verdict);
         outcome.map(Response::Tested)
     }
 
     async fn test_apple(&self, caller: &Caller, id: &ConnectionId) -> Result<TestView> {
-        match self.validate_apple_connection(caller, &id.key()).await? {
+        match self.apple.validate_connection(caller, &id.key()).await? {
             Response::Connection(c) => Ok(TestView {
                 connection: id.key(),
                 valid: true,
@@ -86,23 +87,21 @@ impl Engine {
     ) -> Result<TestView> {
         let key = id.key();
         let expired = {
-            let rx = self.vault().read()?;
+            let rx = self.ctx.vault().read()?;
             let rec = rx
                 .connection(&key)?
                 .ok_or_else(|| Error::not_found("connection", key.clone()))?;
-            rec.expires_at.is_some_and(|e| e <= self.now())
+            rec.expires_at.is_some_and(|e| e <= self.ctx.now())
         };
         // an expired token would be refused for that alone: renew it first, as `get` does
         // (with the same errors when that is impossible)
         let refreshed = if expired {
-            crate::refresh::on_demand(self, &key, 0, false)
-                .await?
-                .refreshed
+            self.refresh.on_demand(&key, 0, false).await?.refreshed
         } else {
             false
         };
         let (url, token, nonce) = {
-            let rx = self.vault().read()?;
+            let rx = self.ctx.vault().read()?;
             let rec = rx
                 .connection(&key)?
                 .ok_or_else(|| Error::not_found("connection", key.clone()))?;
@@ -121,10 +120,11 @@ impl Engine {
         };
         let endpoint = endpoint_of(&url);
         let http = self
-            .refresh_state()
+            .refresh
+            .state()
             .http()
             .map_err(|e| e.into_error(&key))?;
-        let answer = oauth::validate_token(&http, &url, &token, self.now()).await;
+        let answer = oauth::validate_token(&http, &url, &token, self.ctx.now()).await;
         drop(token);
         match answer {
             Ok(status) => {
@@ -162,8 +162,8 @@ impl Engine {
     /// Records a rejected token as `needs_reauth` (no retry: the grant is dead), unless
     /// the connection was removed or its token replaced since it was read.
     fn record_rejection(&self, key: &str, nonce: &[u8], reason: &str) -> Result<()> {
-        let now = self.now();
-        let tx = self.vault().write()?;
+        let now = self.ctx.now();
+        let tx = self.ctx.vault().write()?;
         let Some(mut rec) = tx.connection(key)? else {
             return Ok(());
         };
@@ -184,7 +184,7 @@ impl Engine {
         tx.put_connection(key, &rec)?;
         tx.commit()?;
         if from != Status::NeedsReauth {
-            self.emit(StatusEvent {
+            self.ctx.emit(StatusEvent {
                 connection: key.to_owned(),
                 from: Some(from),
                 to: Some(Status::NeedsReauth),

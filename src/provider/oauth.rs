@@ -340,7 +340,7 @@ async fn post_form_ok(
         let retry = a
             .retry_after
             .as_deref()
-            .and_then(|v| crate::refresh::policy::parse_retry_after(v, now));
+            .and_then(|v| super::retry_after::parse_retry_after(v, now));
         return Err(classify_error(a.status, retry, &a.body));
     }
     Ok(a)
@@ -440,7 +440,7 @@ pub async fn validate_bearer(
             retry_after: a
                 .retry_after
                 .as_deref()
-                .and_then(|v| crate::refresh::policy::parse_retry_after(v, now)),
+                .and_then(|v| super::retry_after::parse_retry_after(v, now)),
         }),
         s => Err(CallError::Transient(format!(
             "validation answered HTTP {s}"
@@ -480,7 +480,7 @@ pub async fn validate_token(
             retry_after: a
                 .retry_after
                 .as_deref()
-                .and_then(|v| crate::refresh::policy::parse_retry_after(v, now)),
+                .and_then(|v| super::retry_after::parse_retry_after(v, now)),
         }),
         s @ 500..=599 => Err(CallError::Transient(format!(
             "the provider's validation endpoint answered HTTP {s}"

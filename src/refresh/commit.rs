@@ -7,9 +7,10 @@
 //! before its rotated refresh token is on disk. A failed commit fails every job of the
 //! batch and changes nothing (redb commits fully or not at all).
 
-use crate::engine::StatusEvent;
+use crate::contract::StatusEvent;
 use crate::error::{Error, Result};
 use crate::refresh::policy::Transition;
+use crate::sync::LockExt;
 use crate::vault::{Tx, Vault};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,10 +63,7 @@ impl GroupCommit {
     /// Queues `job` and returns once a durable transaction holding it has committed.
     pub async fn submit(&self, vault: &Vault, job: Job) -> Result<JobOut> {
         let (tx, mut rx) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((job, tx));
+        self.queue.lock_or_recover().push((job, tx));
         loop {
             let turn = self.turn.lock().await;
             // A previous holder may already have committed our job.
@@ -77,7 +75,7 @@ impl GroupCommit {
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let batch: Vec<(Job, Reply)> = {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let mut q = self.queue.lock_or_recover();
                 if self.single.load(Ordering::Relaxed) {
                     if q.is_empty() {
                         Vec::new()

@@ -8,14 +8,16 @@
 //! gets the access token) is returned. A response without `refresh_token` keeps the old
 //! one.
 
+use super::Refresher;
 use super::commit::JobOut;
 use super::policy::{self, Transition};
-use crate::engine::{Engine, StatusEvent};
+use crate::contract::{Event, EventKind, StatusEvent};
 use crate::error::{Error, Result};
 use crate::names::ConnectionId;
 use crate::provider::catalogue::{Endpoints, Provider, ProviderKind};
 use crate::provider::oauth::{self, CallError, ClientCreds};
 use crate::secret::Secret;
+use crate::sync::LockExt;
 use crate::token::TokenResponse;
 use crate::vault::records::{ConnectionRecord, Status, TokenSecrets};
 use std::time::Duration;
@@ -49,7 +51,7 @@ pub enum Trigger {
 }
 
 /// Everything one provider call needs, read in one snapshot.
-struct Ctx {
+struct Loaded {
     id: ConnectionId,
     rec: ConnectionRecord,
     secrets: TokenSecrets,
@@ -58,14 +60,14 @@ struct Ctx {
     creds: std::result::Result<ClientCreds, String>,
 }
 
-fn load(engine: &Engine, key: &str) -> Result<Ctx> {
+fn load(rf: &Refresher, key: &str) -> Result<Loaded> {
     let id = ConnectionId::parse(key)?;
-    let rx = engine.vault().read()?;
+    let rx = rf.ctx.vault().read()?;
     let rec = rx
         .connection(key)?
         .ok_or_else(|| Error::not_found("connection", key))?;
     let secrets = rx.secrets(key, &rec)?;
-    let provider = engine.provider(&id.provider)?;
+    let provider = rf.ctx.provider(&id.provider)?;
     let client = rx.client(&id.tenant, &id.provider)?;
     let endpoints = provider
         .endpoints(client.as_ref())
@@ -81,7 +83,7 @@ fn load(engine: &Engine, key: &str) -> Result<Ctx> {
             auth: provider.client_auth,
         }),
     };
-    Ok(Ctx {
+    Ok(Loaded {
         id,
         rec,
         secrets,
@@ -91,11 +93,11 @@ fn load(engine: &Engine, key: &str) -> Result<Ctx> {
     })
 }
 
-fn current(ctx: &Ctx) -> Fresh {
+fn current(conn: &Loaded) -> Fresh {
     Fresh {
-        access_token: ctx.secrets.access_token.clone(),
-        expires_at: ctx.rec.expires_at,
-        token_type: ctx.rec.token_type.clone(),
+        access_token: conn.secrets.access_token.clone(),
+        expires_at: conn.rec.expires_at,
+        token_type: conn.rec.token_type.clone(),
         refreshed: false,
     }
 }
@@ -138,50 +140,54 @@ enum Got {
     Validated,
 }
 
-async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError> {
-    let now = engine.now();
-    match ctx.provider.kind {
+async fn call(rf: &Refresher, conn: &Loaded) -> std::result::Result<Got, CallError> {
+    let now = rf.ctx.now();
+    match conn.provider.kind {
         ProviderKind::AppleMusic => {
-            crate::provider::apple_validate(engine, &ctx.id.key()).await?;
+            rf.apple.check(&conn.id.key()).await?;
             Ok(Got::Validated)
         }
         ProviderKind::Pat => {
-            let ep = ctx
+            let ep = conn
                 .endpoints
                 .as_ref()
                 .map_err(|e| CallError::Config(e.clone()))?;
             let url = ep.validation_url.as_deref().ok_or_else(|| {
                 CallError::Config(format!(
                     "provider {} has no validation URL",
-                    ctx.provider.name
+                    conn.provider.name
                 ))
             })?;
-            let http = engine.refresh_state().http()?;
-            oauth::validate_bearer(&http, url, &ctx.secrets.access_token, now).await?;
+            let http = rf.state().http()?;
+            oauth::validate_bearer(&http, url, &conn.secrets.access_token, now).await?;
             Ok(Got::Validated)
         }
         ProviderKind::OAuth2 => {
-            let ep = ctx
+            let ep = conn
                 .endpoints
                 .as_ref()
                 .map_err(|e| CallError::Config(e.clone()))?;
             let url = ep.token_url.as_deref().ok_or_else(|| {
                 CallError::Config(format!(
                     "provider {} has no token URL: set one with `client set … --token-url URL` or a [providers.{}] table",
-                    ctx.provider.name, ctx.provider.name
+                    conn.provider.name, conn.provider.name
                 ))
             })?;
-            let creds = ctx
+            let creds = conn
                 .creds
                 .as_ref()
                 .map_err(|e| CallError::Config(e.clone()))?;
             let mut form: Vec<(String, String)> = Vec::new();
-            let cc = ctx.secrets.extra.get(GRANT_MARKER).and_then(|v| v.as_str())
+            let cc = conn
+                .secrets
+                .extra
+                .get(GRANT_MARKER)
+                .and_then(|v| v.as_str())
                 == Some("client_credentials");
-            match (&ctx.secrets.refresh_token, cc) {
+            match (&conn.secrets.refresh_token, cc) {
                 (_, true) => {
                     form.push(("grant_type".into(), "client_credentials".into()));
-                    if let Some(s) = &ctx.rec.scope {
+                    if let Some(s) = &conn.rec.scope {
                         form.push(("scope".into(), s.clone()));
                     }
                 }
@@ -190,8 +196,8 @@ async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError>
                     form.push(("refresh_token".into(), rt.expose().to_owned()));
                 }
                 (None, false) => {
-                    let now = engine.now();
-                    return Err(CallError::InvalidGrant(match ctx.rec.expires_at {
+                    let now = rf.ctx.now();
+                    return Err(CallError::InvalidGrant(match conn.rec.expires_at {
                         Some(exp) if exp > now => format!(
                             "the connection has no refresh token, so it cannot be refreshed (its access token works until {})",
                             crate::vault::records::fmt_unix(exp)
@@ -204,10 +210,10 @@ async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError>
                     }));
                 }
             }
-            for (k, v) in &ctx.provider.token_params {
+            for (k, v) in &conn.provider.token_params {
                 form.push((k.clone(), v.clone()));
             }
-            let http = engine.refresh_state().http()?;
+            let http = rf.state().http()?;
             let r = oauth::token_request(&http, url, creds, form, now).await?;
             Ok(Got::Tokens(r))
         }
@@ -217,13 +223,15 @@ async fn call(engine: &Engine, ctx: &Ctx) -> std::result::Result<Got, CallError>
 /// Commits a successful refresh (or validation) of `key` and returns the token. The next
 /// due time is never before `not_before` (the call budget), so a provider handing out
 /// tokens that expire at once does not make the scheduler wake only to be refused.
-async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -> Result<Fresh> {
-    let key = ctx.id.key();
-    let now = engine.now();
-    let provider = ctx.provider.clone();
+async fn commit_success(rf: &Refresher, conn: &Loaded, got: Got, not_before: i64) -> Result<Fresh> {
+    let key = conn.id.key();
+    let now = rf.ctx.now();
+    let provider = conn.provider.clone();
     let u = unit();
     let fresh_slot = std::sync::Arc::new(std::sync::Mutex::new(None::<Fresh>));
     let slot = fresh_slot.clone();
+    let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rotated_in_job = rotated.clone();
     let job_key = key.clone();
     let job: super::commit::Job = Box::new(move |tx| {
         let mut cur = tx
@@ -237,7 +245,7 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -
                 let (_, due) = plan(&provider, now, cur.expires_at, true, u);
                 cur.due_at = due.map(|d| d.max(not_before));
                 let s = tx.secrets(&job_key, &cur)?;
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fresh {
+                *slot.lock_or_recover() = Some(Fresh {
                     access_token: s.access_token,
                     expires_at: cur.expires_at,
                     token_type: cur.token_type.clone(),
@@ -252,6 +260,9 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -
                         .as_ref()
                         .is_none_or(|o| o.expose() != n.expose())
                 });
+                if fresh_refresh_token && old.refresh_token.is_some() {
+                    rotated_in_job.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let mut extra = resp.secrets.extra;
                 if let Some(m) = old.extra.get(GRANT_MARKER) {
                     extra.insert(GRANT_MARKER.into(), m.clone());
@@ -294,7 +305,7 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -
                 cur.has_refresh_token = secrets.refresh_token.is_some();
                 cur.has_id_token = secrets.id_token.is_some();
                 cur.metadata_keys = secrets.extra.keys().cloned().collect();
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fresh {
+                *slot.lock_or_recover() = Some(Fresh {
                     access_token: secrets.access_token.clone(),
                     expires_at: cur.expires_at,
                     token_type: cur.token_type.clone(),
@@ -324,32 +335,33 @@ async fn commit_success(engine: &Engine, ctx: &Ctx, got: Got, not_before: i64) -
             transition: None,
         })
     });
-    let out = engine
-        .refresh_state()
-        .commits
-        .submit(engine.vault(), job)
-        .await?;
+    let out = rf.state().commits.submit(rf.ctx.vault(), job).await?;
     if let Some(ev) = out.event {
-        engine.emit(ev);
+        rf.ctx.emit(ev);
     }
     let fresh = fresh_slot
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_or_recover()
         .take()
         .ok_or_else(|| Error::Internal("refresh result missing after commit".into()))?;
+    rf.ctx.emit(Event::new(
+        now,
+        EventKind::Refreshed {
+            connection: key,
+            ok: true,
+            rotated: rotated.load(std::sync::atomic::Ordering::Relaxed),
+            status: Status::Connected,
+            expires_at: fresh.expires_at,
+        },
+    ));
     Ok(fresh)
 }
 
 /// Commits a failed attempt: status, reason, attempt count (from `t`) and the retry time
 /// `due` (`None`: never by itself).
-async fn commit_failure(
-    engine: &Engine,
-    key: &str,
-    t: &Transition,
-    due: Option<i64>,
-) -> Result<()> {
-    let now = engine.now();
+async fn commit_failure(rf: &Refresher, key: &str, t: &Transition, due: Option<i64>) -> Result<()> {
+    let now = rf.ctx.now();
     let t = t.clone();
+    let left = t.status;
     let job_key = key.to_owned();
     let job: super::commit::Job = Box::new(move |tx| {
         let mut cur = tx
@@ -376,26 +388,32 @@ async fn commit_failure(
             transition: None,
         })
     });
-    let out = engine
-        .refresh_state()
-        .commits
-        .submit(engine.vault(), job)
-        .await?;
+    let out = rf.state().commits.submit(rf.ctx.vault(), job).await?;
     if let Some(ev) = out.event {
-        engine.emit(ev);
+        rf.ctx.emit(ev);
     }
+    rf.ctx.emit(Event::new(
+        now,
+        EventKind::Refreshed {
+            connection: key.to_owned(),
+            ok: false,
+            rotated: false,
+            status: left,
+            expires_at: None,
+        },
+    ));
     Ok(())
 }
 
 /// Refreshes `key` for `trigger`, sharing the work with every concurrent caller of the
 /// same connection (single flight). A waiter whose caller goes away stops waiting; the
 /// work itself stops at its next safe point once its own caller is gone and nobody waits.
-pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
-    let st = engine.refresh_state();
+pub async fn refresh(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fresh> {
+    let st = rf.state();
     let r = st
         .flights
         .run(key, super::caller::gone(), || async {
-            claimed(engine, key, trigger)
+            claimed(rf, key, trigger)
                 .await
                 .map_err(std::sync::Arc::new)
         })
@@ -408,15 +426,15 @@ pub async fn refresh(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fre
 
 /// `attempts` under this node's claim on the shared store (`claim`): one node at a time
 /// calls the provider for a connection; the others wait for its result.
-async fn claimed(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
+async fn claimed(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fresh> {
     let wait = match trigger {
         // the scheduler waits out a dead holder's lease, then takes over
         Trigger::Scheduler => crate::vault::claims::lease() + Duration::from_secs(1),
-        _ => engine.refresh_state().on_demand_deadline(),
+        _ => rf.state().on_demand_deadline(),
     };
     let settled = || {
-        let ctx = load(engine, key).ok()?;
-        let now = engine.now();
+        let ctx = load(rf, key).ok()?;
+        let now = rf.ctx.now();
         match trigger {
             Trigger::OnDemand {
                 min_ttl,
@@ -435,15 +453,15 @@ async fn claimed(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> 
         }
     };
     let still_valid = || {
-        let ctx = load(engine, key).ok()?;
-        let now = engine.now();
+        let ctx = load(rf, key).ok()?;
+        let now = rf.ctx.now();
         ctx.rec
             .expires_at
             .is_some_and(|e| e > now)
             .then(|| current(&ctx))
     };
-    super::claim::under_claim(engine.vault(), key, wait, settled, still_valid, || {
-        attempts(engine, key, trigger)
+    super::claim::under_claim(rf.ctx.vault(), key, wait, settled, still_valid, || {
+        attempts(rf, key, trigger)
     })
     .await
 }
@@ -473,11 +491,11 @@ enum Stop {
 
 /// "the scheduler will retry at …" (or, without a scheduler in this process, when to try
 /// again), for messages.
-fn next_attempt(engine: &Engine, at: i64) -> String {
+fn next_attempt(rf: &Refresher, at: i64) -> String {
     let when = chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| at.to_string());
-    if engine.refresh_state().scheduler_runs() {
+    if rf.state().scheduler_runs() {
         format!("the scheduler will retry at {when}")
     } else {
         format!("try again after {when}")
@@ -488,29 +506,25 @@ fn next_attempt(engine: &Engine, at: i64) -> String {
 /// scheduler takes over (never before the budget allows, nor, for an on-demand refresh,
 /// before its deadline `handover`), and turns `stop` into the caller's answer.
 async fn finish(
-    engine: &Engine,
-    ctx: &Ctx,
+    rf: &Refresher,
+    conn: &Loaded,
     trigger: Trigger,
     pending: Option<Transition>,
     handover: i64,
     stop: Stop,
 ) -> Result<Fresh> {
-    let key = ctx.id.key();
-    let now = engine.now();
-    let next = engine
-        .refresh_state()
-        .next_call_at(&key)
-        .unwrap_or(now)
-        .max(handover);
+    let key = conn.id.key();
+    let now = rf.ctx.now();
+    let next = rf.state().next_call_at(&key).unwrap_or(now).max(handover);
     let due = pending
         .as_ref()
         .and_then(|t| t.retry_at)
         .map(|r| r.max(next));
     if let Some(t) = &pending {
-        commit_failure(engine, &key, t, due).await?;
+        commit_failure(rf, &key, t, due).await?;
         if trigger != Trigger::Scheduler && due.is_some() {
             // the scheduler sleeps until the earliest due time it knew: this one may be sooner
-            engine.refresh_state().wake.notify_one();
+            rf.state().wake.notify_one();
         }
     }
     let at = due.unwrap_or(next);
@@ -520,31 +534,31 @@ async fn finish(
     };
     match stop {
         Stop::Failed(err) => Err(err.into_error(&key)),
-        Stop::ServeCurrent => Ok(current(ctx)),
+        Stop::ServeCurrent => Ok(current(conn)),
         Stop::OutOfCalls(err, calls) => Err(unavailable(format!(
             "{}; gave up after {calls} provider calls; {}",
             err.reason(),
-            next_attempt(engine, at)
+            next_attempt(rf, at)
         ))),
         Stop::MustWait(CallError::RateLimited { retry_after }) => Err(unavailable(format!(
             "rate limited (HTTP 429): the provider asked us to wait {} s; {}",
             retry_after.unwrap_or(policy::DEFAULT_RETRY_AFTER),
-            next_attempt(engine, at)
+            next_attempt(rf, at)
         ))),
         Stop::MustWait(err) => Err(unavailable(format!(
             "{}; {}",
             err.reason(),
-            next_attempt(engine, at)
+            next_attempt(rf, at)
         ))),
         Stop::Paced => {
-            let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
+            let still_valid = conn.rec.expires_at.is_none_or(|e| e > now);
             if matches!(trigger, Trigger::OnDemand { .. }) && still_valid {
-                return Ok(current(ctx));
+                return Ok(current(conn));
             }
             Err(unavailable(format!(
                 "calls to the provider for this connection are limited to {} a minute; {}",
                 policy::MAX_CALLS_PER_MINUTE,
-                next_attempt(engine, at)
+                next_attempt(rf, at)
             )))
         }
         Stop::CallerGone => Err(cancelled(&key)),
@@ -553,13 +567,13 @@ async fn finish(
 
 /// Sleeps `d` before the next call. False if the caller went away meanwhile and nobody
 /// else waits for this flight: then no further call is made.
-async fn pause(engine: &Engine, key: &str, d: Duration) -> bool {
+async fn pause(rf: &Refresher, key: &str, d: Duration) -> bool {
     let sleep = tokio::time::sleep(d);
     tokio::pin!(sleep);
     tokio::select! {
         _ = &mut sleep => true,
         _ = super::caller::gone() => {
-            if engine.refresh_state().flights.waiters(key) == 0 {
+            if rf.state().flights.waiters(key) == 0 {
                 return false;
             }
             // others wait for this flight: it goes on for them (the check before the next
@@ -580,8 +594,8 @@ async fn pause(engine: &Engine, key: &str, d: Duration) -> bool {
 /// changes the status is written (and announced) at once; one that changes only retry
 /// bookkeeping (attempts, retry time) is written when the refresh ends, so a retry costs
 /// no durable write of its own.
-async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh> {
-    let st = engine.refresh_state();
+async fn attempts(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fresh> {
+    let st = rf.state();
     let scheduled = trigger == Trigger::Scheduler;
     let (max_calls, cap) = if scheduled {
         (1, policy::SCHEDULER_CAP)
@@ -590,68 +604,68 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
     };
     let budget = st.on_demand_deadline();
     let deadline = tokio::time::Instant::now() + budget;
-    // The same deadline on the engine's clock (which stamps retry times): the scheduler
+    // The same deadline on the rf's clock (which stamps retry times): the scheduler
     // takes an on-demand refresh's connection over only once it has passed.
     let handover = if scheduled {
         i64::MIN
     } else {
-        engine.now() + budget.as_secs().max(1) as i64
+        rf.ctx.now() + budget.as_secs().max(1) as i64
     };
     let remaining = || {
         let real = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let clock = Duration::from_secs((handover - engine.now()).max(0) as u64);
+        let clock = Duration::from_secs((handover - rf.ctx.now()).max(0) as u64);
         real.min(clock)
     };
     let mut calls = 0u32;
     let mut pending: Option<Transition> = None;
     loop {
-        let ctx = load(engine, key)?;
-        let now = engine.now();
+        let conn = load(rf, key)?;
+        let now = rf.ctx.now();
         match trigger {
             Trigger::OnDemand { min_ttl, force } => {
-                let fresh_enough = ctx.rec.expires_at.is_none_or(|e| e > now + min_ttl as i64);
+                let fresh_enough = conn.rec.expires_at.is_none_or(|e| e > now + min_ttl as i64);
                 if !force && fresh_enough && calls == 0 {
                     // another flight refreshed it while we waited to become the runner
-                    return Ok(current(&ctx));
+                    return Ok(current(&conn));
                 }
             }
             Trigger::Scheduler => {
                 // put or an on-demand refresh may have moved it since the scan
-                if ctx.rec.due_at.is_none_or(|d| d > now) {
-                    return Ok(current(&ctx));
+                if conn.rec.due_at.is_none_or(|d| d > now) {
+                    return Ok(current(&conn));
                 }
             }
             Trigger::Manual => {}
         }
         // an OAuth access token that still works is handed out even when no refresh can
         // happen (SPEC §5.4 statuses say what is wrong; the token is not taken away early)
-        let serves_until_expiry = ctx.provider.kind == ProviderKind::OAuth2
-            && ctx.rec.expires_at.is_some_and(|e| e > now);
-        if ctx.rec.status == Status::NeedsReauth
+        let serves_until_expiry = conn.provider.kind == ProviderKind::OAuth2
+            && conn.rec.expires_at.is_some_and(|e| e > now);
+        if conn.rec.status == Status::NeedsReauth
             && serves_until_expiry
             && matches!(trigger, Trigger::OnDemand { .. })
         {
-            return Ok(current(&ctx));
+            return Ok(current(&conn));
         }
-        if matches!(ctx.rec.status, Status::NeedsReauth | Status::Disconnected) {
+        if matches!(conn.rec.status, Status::NeedsReauth | Status::Disconnected) {
             return Err(Error::NeedsReauth {
                 connection: key.to_owned(),
-                reason: ctx
+                reason: conn
                     .rec
                     .reason
                     .clone()
-                    .unwrap_or_else(|| ctx.rec.status.to_string()),
+                    .unwrap_or_else(|| conn.rec.status.to_string()),
             });
         }
         if !scheduled && super::caller::is_gone() && st.flights.waiters(key) == 0 {
-            return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
+            return finish(rf, &conn, trigger, pending, handover, Stop::CallerGone).await;
         }
-        if let Err(at) = st.pace_call(key, now, || policy::Pace::seeded(&ctx.rec)) {
+        if let Err(at) = st.pace_call(key, now, || policy::Pace::seeded(&conn.rec)) {
             if scheduled {
-                postpone_until(engine, key, at).await?;
-                return Ok(current(&ctx));
+                postpone_until(rf, key, at).await?;
+                return Ok(current(&conn));
             }
-            let still_valid = ctx.rec.expires_at.is_none_or(|e| e > now);
+            let still_valid = conn.rec.expires_at.is_none_or(|e| e > now);
             let wait = Duration::from_secs((at - now).max(0) as u64);
             // waiting for the budget is worth it for a token that has expired; a `get` of a
             // still-valid one waits out the floor at most, else is answered with it at once
@@ -659,28 +673,28 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
                 && still_valid
                 && at - now > policy::MIN_WAIT_SECS;
             if !get_of_valid && wait < remaining() {
-                if pause(engine, key, wait).await {
+                if pause(rf, key, wait).await {
                     continue;
                 }
-                return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
+                return finish(rf, &conn, trigger, pending, handover, Stop::CallerGone).await;
             }
-            return finish(engine, &ctx, trigger, pending, handover, Stop::Paced).await;
+            return finish(rf, &conn, trigger, pending, handover, Stop::Paced).await;
         }
         calls += 1;
         let started = std::time::Instant::now();
         let res = if scheduled {
-            call(engine, &ctx).await
+            call(rf, &conn).await
         } else {
             // the provider's own timeout applies too; this only keeps the deadline
-            match tokio::time::timeout(remaining(), call(engine, &ctx)).await {
+            match tokio::time::timeout(remaining(), call(rf, &conn)).await {
                 Ok(r) => r,
                 Err(_) => Err(CallError::Transient(
                     "the provider did not answer before the on-demand deadline".into(),
                 )),
             }
         };
-        engine.metrics().record_refresh(
-            &ctx.provider.name,
+        rf.ctx.metrics().record_refresh(
+            &conn.provider.name,
             match &res {
                 Ok(_) => "ok",
                 Err(CallError::InvalidGrant(_)) => "needs_reauth",
@@ -690,28 +704,28 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             },
             started.elapsed(),
         );
-        let end = engine.now();
+        let end = rf.ctx.now();
         let err = match res {
             Ok(got) => {
                 st.pace_answered(key, end, 0);
                 let not_before = st.next_call_at(key).unwrap_or(end);
-                return commit_success(engine, &ctx, got, not_before).await;
+                return commit_success(rf, &conn, got, not_before).await;
             }
             Err(err) => err,
         };
         tracing::info!(
-            connection = %engine.vault().pseudonym(key),
+            connection = %rf.ctx.vault().pseudonym(key),
             reason = %err.reason(),
             "refresh failed"
         );
-        let attempts_before = pending.as_ref().map_or(ctx.rec.attempts, |t| t.attempts);
+        let attempts_before = pending.as_ref().map_or(conn.rec.attempts, |t| t.attempts);
         let mut t =
-            policy::after_failure(&err, end, ctx.rec.expires_at, attempts_before, cap, unit());
-        let serves_until_expiry = ctx.provider.kind == ProviderKind::OAuth2
-            && ctx.rec.expires_at.is_some_and(|e| e > end);
+            policy::after_failure(&err, end, conn.rec.expires_at, attempts_before, cap, unit());
+        let serves_until_expiry = conn.provider.kind == ProviderKind::OAuth2
+            && conn.rec.expires_at.is_some_and(|e| e > end);
         if !t.retryable
             && serves_until_expiry
-            && let Some(exp) = ctx.rec.expires_at
+            && let Some(exp) = conn.rec.expires_at
             && !t.reason.contains("works until")
         {
             t.reason = format!(
@@ -725,7 +739,7 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             .next_call_at(key)
             .unwrap_or(end)
             .max(t.retry_at.unwrap_or(end));
-        let still_valid = ctx.rec.expires_at.is_none_or(|e| e > end);
+        let still_valid = conn.rec.expires_at.is_none_or(|e| e > end);
         let stop = if !t.retryable
             && !scheduled
             && serves_until_expiry
@@ -745,26 +759,26 @@ async fn attempts(engine: &Engine, key: &str, trigger: Trigger) -> Result<Fresh>
             None
         };
         if let Some(stop) = stop {
-            return finish(engine, &ctx, trigger, Some(t), handover, stop).await;
+            return finish(rf, &conn, trigger, Some(t), handover, stop).await;
         }
-        if t.status != ctx.rec.status {
+        if t.status != conn.rec.status {
             let due = t.retry_at.map(|r| r.max(next).max(handover));
-            commit_failure(engine, key, &t, due).await?;
+            commit_failure(rf, key, &t, due).await?;
             st.wake.notify_one();
             pending = None;
         } else {
             pending = Some(t);
         }
-        let wait = Duration::from_secs((next - engine.now()).max(0) as u64);
-        if !pause(engine, key, wait).await {
-            return finish(engine, &ctx, trigger, pending, handover, Stop::CallerGone).await;
+        let wait = Duration::from_secs((next - rf.ctx.now()).max(0) as u64);
+        if !pause(rf, key, wait).await {
+            return finish(rf, &conn, trigger, pending, handover, Stop::CallerGone).await;
         }
     }
 }
 
 /// Moves a due connection's next attempt to `at`: the call budget refused a scheduled
 /// call now, so the scheduler comes back when it is allowed, not at once.
-async fn postpone_until(engine: &Engine, key: &str, at: i64) -> Result<()> {
+async fn postpone_until(rf: &Refresher, key: &str, at: i64) -> Result<()> {
     let job_key = key.to_owned();
     let job: super::commit::Job = Box::new(move |tx| {
         if let Some(mut cur) = tx.connection(&job_key)?
@@ -775,10 +789,9 @@ async fn postpone_until(engine: &Engine, key: &str, at: i64) -> Result<()> {
         }
         Ok(JobOut::default())
     });
-    engine
-        .refresh_state()
+    rf.state()
         .commits
-        .submit(engine.vault(), job)
+        .submit(rf.ctx.vault(), job)
         .await
         .map(|_| ())
 }
@@ -786,8 +799,8 @@ async fn postpone_until(engine: &Engine, key: &str, at: i64) -> Result<()> {
 /// Moves a connection that is still due after a failed scheduled refresh `secs` into the
 /// future, so an error before any provider call (a broken record, a bad catalogue) cannot
 /// make the scheduler spin. Failures the policy handled have already moved it.
-pub async fn postpone_if_due(engine: &Engine, key: &str, secs: i64) -> Result<()> {
-    let now = engine.now();
+pub async fn postpone_if_due(rf: &Refresher, key: &str, secs: i64) -> Result<()> {
+    let now = rf.ctx.now();
     let job_key = key.to_owned();
     let job: super::commit::Job = Box::new(move |tx| {
         if let Some(mut cur) = tx.connection(&job_key)?
@@ -798,10 +811,9 @@ pub async fn postpone_if_due(engine: &Engine, key: &str, secs: i64) -> Result<()
         }
         Ok(JobOut::default())
     });
-    engine
-        .refresh_state()
+    rf.state()
         .commits
-        .submit(engine.vault(), job)
+        .submit(rf.ctx.vault(), job)
         .await
         .map(|_| ())
 }

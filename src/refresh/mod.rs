@@ -1,21 +1,23 @@
-//! Keeping tokens valid (SPEC §5): refreshing one connection (`connection`), the pure
-//! retry, due-time and call-budget policy (`policy`), single flight per connection
+//! Keeping tokens valid (SPEC §5): `Refresher`, the refresh engine's handle (a `Context`,
+//! its own state, and the Apple Music handle for `apple-music` connections, whose
+//! "refresh" is Apple's check), refreshing one connection (`connection`), the pure retry,
+//! due-time and call-budget policy (`policy`), single flight per connection
 //! (`single_flight`), whether a request's caller is still there (`caller`), group commit
-//! of results (`commit`), the scheduler (`scheduler`), and the engine operations built on
-//! them (`ops`: `refresh`, `connect`, `provider list/show`).
+//! of results (`commit`) and the scheduler (`scheduler`). The operations built on it
+//! (`refresh`, `connect`) are the engine's (`engine::refresh`, `engine::connect`).
 //!
 //! `RefreshState` keeps, per connection, the last forced refresh (SPEC §5.2) and the
 //! provider-call budget (`policy::Pace`) that bounds how often any path may call the
 //! provider for it (issue 14; the bound is derived in `policy`).
 //!
-//! Must not: parse command lines or speak the socket protocol; it is called by the
-//! `Engine` and calls the `provider` module for HTTP.
+//! Must not: parse command lines, speak the socket protocol, decide who may refresh what
+//! (the engine checks the caller first) or import the engine; it calls the `provider`
+//! module for HTTP.
 
 pub mod caller;
 pub mod claim;
 pub mod commit;
 pub mod connection;
-pub mod ops;
 pub mod policy;
 pub mod scheduler;
 pub mod single_flight;
@@ -37,8 +39,12 @@ pub fn scheduler_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+use crate::apple::AppleMusic;
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::names::ConnectionId;
 use crate::provider::oauth::{CallError, Http};
+use crate::sync::LockExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -80,7 +86,7 @@ pub struct Stats {
     pub scheduler_passes: AtomicU64,
 }
 
-/// The refresh engine's state inside an `Engine`.
+/// The refresh engine's own state (one per `Refresher` and its clones).
 pub struct RefreshState {
     http: Mutex<Option<Http>>,
     http_timeout: Mutex<Duration>,
@@ -128,11 +134,11 @@ impl Default for RefreshState {
 impl RefreshState {
     /// The HTTP client, built on first use.
     pub fn http(&self) -> std::result::Result<Http, CallError> {
-        let mut g = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.http.lock_or_recover();
         if let Some(h) = g.as_ref() {
             return Ok(h.clone());
         }
-        let timeout = *self.http_timeout.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = *self.http_timeout.lock_or_recover();
         let h = Http::new(timeout).map_err(|e| CallError::Config(e.to_string()))?;
         *g = Some(h.clone());
         Ok(h)
@@ -140,8 +146,8 @@ impl RefreshState {
 
     /// Timeout of one provider call (tests shorten it). Rebuilds the client.
     pub fn set_http_timeout(&self, t: Duration) {
-        *self.http_timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
-        *self.http.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.http_timeout.lock_or_recover() = t;
+        *self.http.lock_or_recover() = None;
     }
 
     /// How many provider calls an on-demand refresh makes before giving up (default
@@ -179,7 +185,7 @@ impl RefreshState {
         if !self.paced.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut m = self.pace.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.pace.lock_or_recover();
         if m.len() > 100_000 {
             m.retain(|_, p| !p.is_idle(now));
         }
@@ -189,12 +195,7 @@ impl RefreshState {
     /// Records the answer to a call of `key` received at `now`, asking for `wait_secs`
     /// before the next one (0 after a success).
     pub(crate) fn pace_answered(&self, key: &str, now: i64, wait_secs: i64) {
-        if let Some(p) = self
-            .pace
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(key)
-        {
+        if let Some(p) = self.pace.lock_or_recover().get_mut(key) {
             p.answered(now, wait_secs);
         }
     }
@@ -205,8 +206,7 @@ impl RefreshState {
             return None;
         }
         self.pace
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .get(key)
             .map(policy::Pace::next_allowed)
     }
@@ -223,7 +223,7 @@ impl RefreshState {
     /// Records a forced refresh of `key` at `now`, or refuses it if the last one was less
     /// than 10 s ago.
     pub(crate) fn allow_forced(&self, key: &str, now: i64) -> bool {
-        let mut m = self.forced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.forced.lock_or_recover();
         if m.len() > 100_000 {
             m.retain(|_, t| now - *t < policy::FORCE_INTERVAL_SECS);
         }
@@ -259,22 +259,79 @@ impl TokioClock {
     }
 }
 
-impl crate::engine::Clock for TokioClock {
+impl crate::context::Clock for TokioClock {
     fn now(&self) -> i64 {
         self.origin + self.start.elapsed().as_secs() as i64
     }
 }
 
-/// `get`: the stored token if more than `min_ttl` seconds remain, otherwise a refreshed
-/// one (shared with concurrent callers). A forced refresh within 10 s of the previous one
-/// is not repeated: the limit is taken before any provider call, so it holds whatever
-/// the provider answered the last time.
-pub async fn on_demand(
-    engine: &crate::engine::Engine,
-    key: &str,
-    min_ttl: u64,
-    force: bool,
-) -> Result<Fresh> {
-    let force = force && engine.refresh_state().allow_forced(key, engine.now());
-    refresh(engine, key, Trigger::OnDemand { min_ttl, force }).await
+/// The refresh engine: cheap to clone, every clone shares one state.
+#[derive(Clone, Debug)]
+pub struct Refresher {
+    pub(crate) ctx: Context,
+    state: Arc<RefreshState>,
+    pub(crate) apple: AppleMusic,
+}
+
+impl Refresher {
+    pub fn new(ctx: Context, apple: AppleMusic) -> Refresher {
+        Refresher {
+            ctx,
+            state: Arc::default(),
+            apple,
+        }
+    }
+
+    /// HTTP client, single flight, group commit, counters, scheduler wake.
+    pub fn state(&self) -> &RefreshState {
+        &self.state
+    }
+
+    /// Wakes the scheduler: a connection changed (`put`, `connect`, a restore, a new
+    /// configuration), so its next due time may be earlier than the one it sleeps to.
+    pub fn wake(&self) {
+        self.state.wake.notify_one();
+    }
+
+    /// `get`: the stored token if more than `min_ttl` seconds remain, otherwise a
+    /// refreshed one (shared with concurrent callers). A forced refresh within 10 s of the
+    /// previous one is not repeated: the limit is taken before any provider call, so it
+    /// holds whatever the provider answered the last time.
+    pub async fn on_demand(&self, key: &str, min_ttl: u64, force: bool) -> Result<Fresh> {
+        let force = force && self.state.allow_forced(key, self.ctx.now());
+        refresh(self, key, Trigger::OnDemand { min_ttl, force }).await
+    }
+
+    /// Expiry and due time for a token of `id`'s provider received now.
+    pub fn plan_for(
+        &self,
+        id: &ConnectionId,
+        expires_at: Option<i64>,
+        renewable: bool,
+    ) -> Result<(Option<i64>, Option<i64>)> {
+        let p = self.ctx.provider(&id.provider)?;
+        Ok(connection::plan(
+            &p,
+            self.ctx.now(),
+            expires_at,
+            renewable,
+            rand::random::<f64>(),
+        ))
+    }
+
+    /// The refresh-token expiry to store for a token just received: the response's
+    /// `refresh_token_expires_in`, else the provider's default lifetime when the response
+    /// carried a refresh token (SPEC §5.3).
+    pub fn refresh_expiry_for(
+        &self,
+        id: &ConnectionId,
+        stated: Option<i64>,
+        has_refresh_token: bool,
+    ) -> Result<Option<i64>> {
+        if stated.is_some() || !has_refresh_token {
+            return Ok(stated);
+        }
+        let p = self.ctx.provider(&id.provider)?;
+        Ok(p.refresh_expiry(self.ctx.now(), None))
+    }
 }

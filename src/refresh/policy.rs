@@ -50,7 +50,7 @@ pub const SCHEDULER_CAP: Duration = Duration::from_secs(900);
 /// Wait after a 429 without a usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: u64 = 60;
 /// Longest `Retry-After` honoured; more is treated as this (a day).
-pub const MAX_RETRY_AFTER: u64 = 86_400;
+pub const MAX_RETRY_AFTER: u64 = crate::provider::retry_after::MAX_SECS;
 /// A forced refresh of one connection at most this often.
 pub const FORCE_INTERVAL_SECS: i64 = 10;
 /// Warn this long before a refresh token expires.
@@ -59,6 +59,8 @@ pub const REFRESH_EXPIRY_WARNING_SECS: i64 = 7 * 86_400;
 /// Floor of every wait between two provider calls of one connection (a `Retry-After` of
 /// 0, negative or in the past; a backoff that drew 0).
 pub const MIN_WAIT_SECS: i64 = 1;
+// a provider's Retry-After is read with the same floor
+const _: () = assert!(crate::provider::retry_after::MIN_SECS as i64 == MIN_WAIT_SECS);
 /// An on-demand refresh (`get`, `refresh CONNECTION`) gives up after this long in all,
 /// waits and calls included.
 pub const ON_DEMAND_DEADLINE: Duration = Duration::from_secs(30);
@@ -189,32 +191,7 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Durati
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3), as seconds from
-/// `now`, between `MIN_WAIT_SECS` and a day: 0, a negative number or a date in the past
-/// count as the floor, a huge number as a day. Unparseable → `None` (the caller waits
-/// `DEFAULT_RETRY_AFTER`).
-pub fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
-    let v = value.trim();
-    let min = MIN_WAIT_SECS as u64;
-    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if v.starts_with('-') {
-            return Some(min);
-        }
-        // more digits than a u64 holds is still "a very long time"
-        let s = digits.parse::<u64>().unwrap_or(MAX_RETRY_AFTER);
-        return Some(s.clamp(min, MAX_RETRY_AFTER));
-    }
-    let t = httpdate::parse_http_date(v).ok()?;
-    let at = match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs().min(i64::MAX as u64 / 2) as i64,
-        Err(_) => return Some(min),
-    };
-    Some(
-        at.saturating_sub(now)
-            .clamp(min as i64, MAX_RETRY_AFTER as i64) as u64,
-    )
-}
+pub use crate::provider::retry_after::parse_retry_after;
 
 /// What a failed refresh does to the connection.
 #[derive(Debug, Clone, PartialEq)]

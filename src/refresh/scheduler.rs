@@ -6,9 +6,10 @@
 //! Results are committed by the group commit of `commit`, so a storm of due connections
 //! shares durable transactions.
 
+use super::Refresher;
 use super::Trigger;
-use crate::engine::Engine;
 use crate::error::Result;
+use crate::sync::LockExt;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -26,11 +27,11 @@ pub const DEFAULT_PER_HOST: usize = 16;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The host a connection's refresh talks to, for the per-host limit.
-fn host_of(engine: &Engine, key: &str) -> String {
+fn host_of(rf: &Refresher, key: &str) -> String {
     let f = || -> Result<Option<String>> {
         let id = crate::names::ConnectionId::parse(key)?;
-        let p = engine.provider(&id.provider)?;
-        let client = engine.vault().read()?.client(&id.tenant, &id.provider)?;
+        let p = rf.ctx.provider(&id.provider)?;
+        let client = rf.ctx.vault().read()?.client(&id.tenant, &id.provider)?;
         let ep = p.endpoints(client.as_ref())?;
         Ok(ep
             .token_url
@@ -57,9 +58,10 @@ pub(crate) struct HostLimits {
 }
 
 impl HostLimits {
-    pub(crate) fn new(engine: &Engine) -> Self {
+    pub(crate) fn new(rf: &Refresher) -> Self {
         HostLimits {
-            per_host: engine
+            per_host: rf
+                .ctx
                 .config()
                 .scheduler
                 .per_host_concurrency
@@ -71,12 +73,11 @@ impl HostLimits {
 
     /// Waits for a slot on the host `key` refreshes against; the slot is held until the
     /// permit is dropped. `None` only if the semaphore was closed (never, in practice).
-    pub(crate) async fn acquire(&self, engine: &Engine, key: &str) -> Option<OwnedSemaphorePermit> {
-        let host = host_of(engine, key);
+    pub(crate) async fn acquire(&self, rf: &Refresher, key: &str) -> Option<OwnedSemaphorePermit> {
+        let host = host_of(rf, key);
         let sem = self
             .hosts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .entry(host)
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
             .clone();
@@ -87,17 +88,14 @@ impl HostLimits {
 /// Runs the scheduler until `shutdown` resolves, then waits up to 10 s for refreshes in
 /// flight (their results are committed or, if abandoned, the connection keeps its old,
 /// still-committed tokens and is due again).
-pub async fn run_scheduler(
-    engine: Arc<Engine>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
-    let st = engine.refresh_state();
+pub async fn run_scheduler(rf: Refresher, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let st = rf.state();
     if !st.claim_scheduler() {
         return Err(crate::error::Error::Internal(
             "a scheduler already runs on this engine".into(),
         ));
     }
-    let hosts = HostLimits::new(&engine);
+    let hosts = HostLimits::new(&rf);
     let mut in_flight: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
@@ -108,9 +106,9 @@ pub async fn run_scheduler(
         if scan {
             scan = false;
             st.stats.scheduler_passes.fetch_add(1, Ordering::Relaxed);
-            let now = engine.now();
+            let now = rf.ctx.now();
             let (due, next) = {
-                let rx = engine.vault().read()?;
+                let rx = rf.ctx.vault().read()?;
                 let room = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
                 let due = rx.due(now, in_flight.len() + room)?;
                 // the earliest entry not already being refreshed
@@ -131,27 +129,27 @@ pub async fn run_scheduler(
                 if !in_flight.insert(key.clone()) {
                     continue;
                 }
-                let engine = engine.clone();
+                let rf = rf.clone();
                 let hosts = hosts.clone();
                 let done = done_tx.clone();
                 tasks.spawn(async move {
-                    if let Some(_permit) = hosts.acquire(&engine, &key).await
-                        && let Err(e) = super::refresh(&engine, &key, Trigger::Scheduler).await
+                    if let Some(_permit) = hosts.acquire(&rf, &key).await
+                        && let Err(e) = super::refresh(&rf, &key, Trigger::Scheduler).await
                     {
                         {
                             tracing::debug!(
-                                connection = %engine.vault().pseudonym(&key),
+                                connection = %rf.ctx.vault().pseudonym(&key),
                                 code = e.code(),
                                 "scheduled refresh failed"
                             );
-                            let _ = super::connection::postpone_if_due(&engine, &key, 60).await;
+                            let _ = super::connection::postpone_if_due(&rf, &key, 60).await;
                         }
                     }
                     let _ = done.send(key);
                 });
             }
             deadline = next.map(|at| {
-                let secs = (at - engine.now()).max(0) as u64;
+                let secs = (at - rf.ctx.now()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_secs(secs)
             });
         }

@@ -7,6 +7,7 @@
 //! flight counts who still waits (`waiters`), so the runner's work can stop once its own
 //! caller is gone and nobody else wants the result (issue 14).
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -42,11 +43,7 @@ struct Entry<'a, T> {
 
 impl<T> Drop for Entry<'_, T> {
     fn drop(&mut self) {
-        self.flight
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(self.key);
+        self.flight.map.lock_or_recover().remove(self.key);
     }
 }
 
@@ -85,7 +82,7 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
         tokio::pin!(cancel);
         loop {
             let role = {
-                let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = self.map.lock_or_recover();
                 match map.get(key) {
                     Some(f) => Role::Waiter(f.rx.clone(), f.waiters.clone()),
                     None => {
@@ -135,8 +132,7 @@ impl<T: Clone + Send + Sync> SingleFlight<T> {
     /// How many callers wait for the flight of `key` now (its runner not counted).
     pub fn waiters(&self, key: &str) -> usize {
         self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .get(key)
             .map_or(0, |f| f.waiters.load(Ordering::Acquire))
     }

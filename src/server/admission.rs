@@ -19,6 +19,7 @@
 //! Must not: decide what a request may do (the `Engine` does), or block.
 
 use crate::config::DaemonConfig;
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -177,7 +178,7 @@ impl Admission {
     fn lock(&self) -> MutexGuard<'_, Counts> {
         // The counts are plain integers, consistent after every statement: a panic
         // elsewhere while holding the lock cannot leave them half-updated.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock_or_recover()
     }
 
     /// Counts the connection in, or says why not.

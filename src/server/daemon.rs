@@ -12,7 +12,7 @@
 //! vault answers.
 //!
 //! The config file is checked before start-up goes further, and again on each SIGHUP
-//! (`Config::load_for_daemon`: a named file must exist, webhooks need a `secret_file`,
+//! (`daemon_config::load_for_daemon`: a named file must exist, webhooks need a `secret_file`,
 //! `[backup]` needs recipients; exit 6 at start, the old config kept on a reload).
 //!
 //! Signals: SIGHUP reloads the config file (a broken file is reported and the old config
@@ -23,7 +23,6 @@
 //! second (off the request path), so `get` never waits for a disk sync.
 
 use super::{listener, runtime_dir};
-use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -217,7 +216,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         loopback_only(a)?;
     }
     // a broken or incomplete config stops the start (exit 6) before anything is created
-    let config = Config::load_for_daemon(&opts.config, opts.config_required)?;
+    let config = super::daemon_config::load_for_daemon(&opts.config, opts.config_required)?;
     // A backup directory another user controls is refused before anything starts.
     crate::backup::schedule::check_config(&config)?;
     prepare_dir(&opts)?;
@@ -280,14 +279,17 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
         .map_err(|e| Error::io("cannot start the refresh runtime", e))?;
     let server = tokio::spawn(listener::run(engine.clone(), listener, stopped(&stop_rx)));
     let scheduler = refresh_rt.spawn(crate::refresh::run_scheduler(
-        engine.clone(),
+        engine.refresher().clone(),
         stopped(&stop_rx),
     ));
-    let hooks = tokio::spawn(crate::webhook::run(engine.clone(), stopped(&stop_rx)));
+    let hooks = tokio::spawn(crate::webhook::run(
+        engine.context().clone(),
+        stopped(&stop_rx),
+    ));
     let flusher = tokio::spawn(flush_audit_every_second(engine.clone(), stopped(&stop_rx)));
     let heartbeat = tokio::spawn(heartbeat(engine.clone(), stopped(&stop_rx)));
     let backups = tokio::spawn(crate::backup::run_scheduled_backups(
-        engine.clone(),
+        engine.backups().clone(),
         stopped(&stop_rx),
     ));
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -310,7 +312,7 @@ pub async fn serve(opts: ServeOptions, passphrase: impl FnOnce() -> Result<Secre
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => {
                 // the same checks as at start; a bad file leaves the running config whole
-                match Config::load_for_daemon(&opts.config, opts.config_required) {
+                match super::daemon_config::load_for_daemon(&opts.config, opts.config_required) {
                     Ok(c) => {
                         engine.set_config(c);
                         tracing::info!(config = %opts.config.display(), "SIGHUP: configuration reloaded");

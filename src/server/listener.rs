@@ -24,7 +24,8 @@
 use super::admission::{Admission, Limits, Slot, Standing};
 use super::peer::{self, Identity};
 use crate::contract::framing::{self as protocol, MAX_LINE};
-use crate::engine::{Engine, Request, Response};
+use crate::contract::{Request, Response};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::future::Future;
@@ -110,11 +111,11 @@ async fn admit_and_serve(
     let standing = standing(&engine, uid, daemon_uid);
     match admission.take(uid, standing, &limits) {
         Ok(slot) => {
-            engine.metrics().socket_accepted();
+            engine.context().metrics().socket_accepted();
             connection(engine, stream, uid, limits, daemon_uid, stop, slot).await;
         }
         Err(refusal) => {
-            engine.metrics().socket_rejected();
+            engine.context().metrics().socket_rejected();
             tracing::warn!(peer_uid = ?uid, reason = %refusal, "refusing a client");
             reject(stream, &refusal.to_string()).await;
         }
@@ -265,7 +266,7 @@ async fn connection(
             }
         };
         let (answer, ok) = answer;
-        engine.metrics().socket_request(ok);
+        engine.context().metrics().socket_request(ok);
         let mut answer = zeroize::Zeroizing::new(answer);
         if write(&mut wr, &answer).await.is_err() {
             break;
@@ -363,7 +364,7 @@ async fn answer(
         req => match peer::caller(engine, identity, daemon_uid) {
             Ok(c) => engine.handle(&c, req).await,
             Err(e) => match req {
-                Request::Hello => Ok(hello_unauthenticated()),
+                Request::Hello => Ok(Response::hello("unauthorized")),
                 _ => Err(e),
             },
         },
@@ -376,15 +377,5 @@ async fn answer(
             }
             (protocol::encode_err(&id, &e), false)
         }
-    }
-}
-
-fn hello_unauthenticated() -> Response {
-    Response::Hello {
-        server: "tokenvault".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        protocol: crate::engine::PROTOCOL_VERSION,
-        format_version: crate::vault::schema::FORMAT_VERSION,
-        caller: "unauthorized".into(),
     }
 }

@@ -31,14 +31,17 @@ pub async fn run(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Futu
 
 /// `GET /healthz`: what `tokenvault health` decides, as an HTTP status.
 async fn healthz(engine: &Engine) -> (&'static str, &'static str, String) {
-    let caller = crate::engine::Caller::Admin {
+    let caller = crate::contract::Caller::Admin {
         actor: "metrics-http".into(),
     };
-    match engine.handle(&caller, crate::engine::Request::Status).await {
-        Ok(crate::engine::Response::Status(s)) if s.healthy => {
+    match engine
+        .handle(&caller, crate::contract::Request::Status)
+        .await
+    {
+        Ok(crate::contract::Response::Status(s)) if s.healthy => {
             ("200 OK", "text/plain; charset=utf-8", "healthy\n".into())
         }
-        Ok(crate::engine::Response::Status(s)) => {
+        Ok(crate::contract::Response::Status(s)) => {
             let mut body = String::from("unhealthy\n");
             for p in &s.problems {
                 body.push_str(p);
@@ -77,8 +80,12 @@ async fn one(engine: Arc<Engine>, mut s: TcpStream) -> std::io::Result<()> {
             "GET only\n".to_string(),
         )
     } else if path == b"/metrics" || path == b"/" {
-        let e = engine.clone();
-        match tokio::task::spawn_blocking(move || crate::metrics::render(&e)).await {
+        let ctx = engine.context().clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::metrics::render(ctx.metrics(), ctx.vault(), ctx.now())
+        })
+        .await
+        {
             Ok(Ok(text)) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
             _ => (
                 "500 Internal Server Error",

@@ -10,6 +10,7 @@
 //!   shutdown.
 //! - [`runtime_dir`]: whether the socket's directory can be trusted (owner, mode, links,
 //!   parents), the lock file and the stale-socket rule, all without following links.
+//! - [`daemon_config`]: the configuration as `serve` loads and checks it.
 //! - [`daemon`]: the `serve` command: socket directory and permissions, lock file, stale
 //!   socket, signals, audit flushing, metrics HTTP, systemd readiness.
 //!
@@ -17,6 +18,7 @@
 
 pub mod admission;
 pub mod daemon;
+pub mod daemon_config;
 pub mod listener;
 pub mod metrics_http;
 pub mod peer;

@@ -9,7 +9,8 @@
 //! Grants and keys are looked up again for every request, so a revoked grant or key
 //! stops working at the next request, not at the next connection.
 
-use crate::engine::{Caller, Engine};
+use crate::contract::Caller;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// What a connection has established about its peer.

@@ -6,8 +6,9 @@
 
 use crate::support::apple::*;
 use crate::support::*;
+use tokenvault::Engine;
 use tokenvault::apple::{Outcome, validate_user_token};
-use tokenvault::engine::StatusEvent;
+use tokenvault::contract::StatusEvent;
 use tokenvault::vault::records::Status;
 use tokenvault::{Request, Response};
 
@@ -88,10 +89,10 @@ async fn setup(api: &FakeAppleApi) -> (TestVault, Engine, std::sync::Arc<TestClo
     (tv, e, clock)
 }
 
-fn show(e: &Engine) -> tokenvault::engine::ConnectionView {
+fn show(e: &Engine) -> tokenvault::contract::ConnectionView {
     let rx = e.vault().read().unwrap();
     let id = tokenvault::names::ConnectionId::parse("acme/apple-music/alice").unwrap();
-    tokenvault::engine::ConnectionView::new(&id, &rx.connection(&id.key()).unwrap().unwrap())
+    tokenvault::contract::ConnectionView::new(&id, &rx.connection(&id.key()).unwrap().unwrap())
 }
 
 #[tokio::test]
@@ -102,7 +103,7 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     let conn = "acme/apple-music/alice";
 
     // 200: connected, next check in about an hour; the developer token was the tenant's
-    let r = e.validate_apple_connection(&admin(), conn).await.unwrap();
+    let r = e.apple().validate_connection(&admin(), conn).await.unwrap();
     assert!(matches!(r, Response::Connection(_)));
     let v = show(&e);
     assert_eq!(v.status, Status::Connected);
@@ -124,7 +125,8 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     // 503: retrying, attempt counted, retried sooner than the hourly check
     api.set_status(503);
     let err = e
-        .validate_apple_connection(&admin(), conn)
+        .apple()
+        .validate_connection(&admin(), conn)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "provider_unavailable");
@@ -134,7 +136,7 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     assert_eq!(v.attempts, 1);
     assert!(v.due_at.unwrap() <= clock.get() + 60);
     assert_eq!(
-        events.try_recv().unwrap().as_status().unwrap(),
+        crate::support::next_status(&mut events),
         StatusEvent {
             connection: conn.into(),
             from: Some(Status::Connected),
@@ -144,18 +146,19 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
         }
     );
     api.set_status(500);
-    e.validate_apple_connection(&admin(), conn)
+    e.apple()
+        .validate_connection(&admin(), conn)
         .await
         .unwrap_err();
     assert_eq!(show(&e).attempts, 2);
 
     // back to 200: connected, attempts reset, an event
     api.set_status(200);
-    e.validate_apple_connection(&admin(), conn).await.unwrap();
+    e.apple().validate_connection(&admin(), conn).await.unwrap();
     let v = show(&e);
     assert_eq!((v.status, v.attempts), (Status::Connected, 0));
     assert_eq!(
-        events.try_recv().unwrap().as_status().unwrap().to,
+        crate::support::next_status(&mut events).to,
         Some(Status::Connected)
     );
 
@@ -163,7 +166,8 @@ async fn engine_validation_updates_status_and_schedules_the_next_check() {
     for code in [401u16, 403] {
         api.set_status(code);
         let err = e
-            .validate_apple_connection(&admin(), conn)
+            .apple()
+            .validate_connection(&admin(), conn)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "needs_reauth", "{code}");
@@ -200,7 +204,8 @@ async fn validation_is_tenant_scoped_and_apple_only() {
         actor: "t".into(),
     };
     let err = e
-        .validate_apple_connection(&other, "acme/apple-music/alice")
+        .apple()
+        .validate_connection(&other, "acme/apple-music/alice")
         .await
         .unwrap_err();
     assert_eq!(err.code(), "forbidden");
@@ -208,11 +213,13 @@ async fn validation_is_tenant_scoped_and_apple_only() {
         tenant: "acme".into(),
         actor: "t".into(),
     };
-    e.validate_apple_connection(&own, "acme/apple-music/alice")
+    e.apple()
+        .validate_connection(&own, "acme/apple-music/alice")
         .await
         .unwrap();
     let err = e
-        .validate_apple_connection(&own, "acme/spotify/alice")
+        .apple()
+        .validate_connection(&own, "acme/spotify/alice")
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bad_request");
@@ -234,7 +241,8 @@ async fn no_active_key_is_a_configuration_error_on_the_connection() {
     .await
     .unwrap();
     let err = e
-        .validate_apple_connection(&admin(), "acme/apple-music/alice")
+        .apple()
+        .validate_connection(&admin(), "acme/apple-music/alice")
         .await
         .unwrap_err();
     assert_eq!(err.code(), "config_error");

@@ -147,7 +147,7 @@ fn wrong_identity_or_passphrase_is_a_clear_error_and_changes_nothing() {
 
     // a passphrase backup opened with the wrong passphrase, and with an identity
     let src = s.tv.engine();
-    src.set_backup_work_factor(Some(TEST_WORK_FACTOR));
+    src.backups().set_backup_work_factor(Some(TEST_WORK_FACTOR));
     let pfile = s.tv.dir.path().join("p.age");
     report(run(
         &src,

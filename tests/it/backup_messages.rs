@@ -123,19 +123,19 @@ fn a_secret_key_pasted_as_a_scheduled_recipient_stays_out_of_status() {
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(tokenvault::backup::run_scheduled_backups(
-        eng.clone(),
+        eng.backups().clone(),
         async move {
             let _ = stopped.await;
         },
     ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while eng.last_backup().is_none() && std::time::Instant::now() < deadline {
+    while eng.backups().last_backup().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     stop.send(()).unwrap();
     rt.block_on(task).unwrap();
     let status = match run(&eng, tokenvault::Request::Status).unwrap() {
-        tokenvault::engine::Response::Status(s) => s,
+        tokenvault::contract::Response::Status(s) => s,
         other => panic!("{other:?}"),
     };
     let last = status.last_backup.expect("an outcome");

@@ -56,7 +56,7 @@ proptest! {
         let file = tv.dir.path().join("backup.age");
         let (_id, id_text, recipient) = identity();
         let req = if passphrase {
-            src.set_backup_work_factor(Some(TEST_WORK_FACTOR));
+            src.backups().set_backup_work_factor(Some(TEST_WORK_FACTOR));
             Request::BackupExport {
                 path: file.display().to_string(),
                 tenant: None,

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokenvault::backup::schedule::scheduled_files;
 use tokenvault::config::{BackupConfig, Config};
-use tokenvault::engine::Response;
+use tokenvault::contract::Response;
 
 fn engine_with(tv: &TestVault, backup: Option<BackupConfig>) -> Arc<tokenvault::Engine> {
     let eng = tv.engine();
@@ -20,7 +20,7 @@ fn engine_with(tv: &TestVault, backup: Option<BackupConfig>) -> Arc<tokenvault::
     Arc::new(eng)
 }
 
-fn status(eng: &tokenvault::Engine) -> tokenvault::engine::StatusView {
+fn status(eng: &tokenvault::Engine) -> tokenvault::contract::StatusView {
     match run(eng, tokenvault::Request::Status).unwrap() {
         Response::Status(s) => s,
         other => panic!("{other:?}"),
@@ -49,7 +49,7 @@ fn scheduled_backups_rotate_and_show_in_status() {
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(tokenvault::backup::run_scheduled_backups(
-        eng.clone(),
+        eng.backups().clone(),
         async move {
             let _ = stopped.await;
         },
@@ -103,7 +103,7 @@ fn a_failing_scheduled_backup_shows_in_status_and_does_not_stop_the_loop() {
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(tokenvault::backup::run_scheduled_backups(
-        eng.clone(),
+        eng.backups().clone(),
         async move {
             let _ = stopped.await;
         },
@@ -128,7 +128,7 @@ fn without_a_backup_section_nothing_happens_and_shutdown_is_prompt() {
     let started = std::time::Instant::now();
     rt.block_on(async {
         tokenvault::backup::run_scheduled_backups(
-            eng.clone(),
+            eng.backups().clone(),
             tokio::time::sleep(std::time::Duration::from_millis(200)),
         )
         .await
@@ -378,7 +378,7 @@ fn a_scheduled_backup_never_writes_over_what_is_planted_at_its_name() {
     let victim = tv.file("victim", b"not a backup");
     std::os::unix::fs::symlink(&victim, dir.join(format!("{base}-1.age"))).unwrap();
 
-    let report = tokenvault::backup::take_scheduled_backup(&eng, &cfg).unwrap();
+    let report = tokenvault::backup::take_scheduled_backup(eng.backups(), &cfg).unwrap();
     assert_eq!(
         report.path,
         dir.join(format!("{base}-2.age")).display().to_string()
@@ -417,7 +417,7 @@ fn retention_deletes_only_recorded_unchanged_files_and_status_trusts_the_record(
     let (eng, clock) = clocked_engine(&tv, cfg.clone());
     let mut taken = Vec::new();
     let take = |eng: &tokenvault::Engine, taken: &mut Vec<std::path::PathBuf>| {
-        let r = tokenvault::backup::take_scheduled_backup(eng, &cfg).unwrap();
+        let r = tokenvault::backup::take_scheduled_backup(eng.backups(), &cfg).unwrap();
         taken.push(std::path::PathBuf::from(&r.path));
         clock.advance(10);
         r
@@ -505,10 +505,10 @@ fn a_directory_opened_up_after_start_stops_scheduled_backups_with_the_fix() {
         include_audit: None,
     };
     let eng = engine_with(&tv, Some(cfg.clone()));
-    tokenvault::backup::take_scheduled_backup(&eng, &cfg).unwrap();
+    tokenvault::backup::take_scheduled_backup(eng.backups(), &cfg).unwrap();
     assert_eq!(names(&dir).len(), 1);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o757)).unwrap();
-    let err = tokenvault::backup::take_scheduled_backup(&eng, &cfg)
+    let err = tokenvault::backup::take_scheduled_backup(eng.backups(), &cfg)
         .unwrap_err()
         .to_string();
     assert!(

@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use tokenvault::engine::{Request, Response};
+use tokenvault::contract::{Request, Response};
 use tokenvault::secret::Secret;
 use tokenvault::vault::Vault;
 use tokenvault::vault::records::{AppleKeyRecord, ClientRecord, ConnectionRecord};

@@ -3,7 +3,7 @@
 //! the vault file itself are searched for them.
 
 use crate::support::*;
-use tokenvault::engine::{Request, Response};
+use tokenvault::contract::{Request, Response};
 
 const ACCESS: &str = "SEKRIT-ACCESS-7f3a9c";
 const REFRESH: &str = "SEKRIT-REFRESH-51e0bd";

@@ -8,7 +8,8 @@ use crate::support::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tokenvault::engine::{Clock, Engine, Request, Response};
+use tokenvault::contract::{Request, Response};
+use tokenvault::engine::{Clock, Engine};
 use tokenvault::refresh::TokioClock;
 use tokenvault::secret::Secret;
 use tokenvault::vault::Vault;
@@ -239,11 +240,11 @@ async fn rate_limit_waits_retry_after_without_counting_an_attempt() {
     let rec = record(&engine, CONN);
     assert_eq!((rec.status, rec.attempts), (Status::Connected, 0));
     // the 429 showed as token_expired (the token had expired), then recovery
-    let ev = events.try_recv().unwrap().as_status().unwrap();
+    let ev = crate::support::next_status(&mut events);
     assert_eq!(ev.to, Some(Status::TokenExpired));
     assert!(ev.reason.unwrap().contains("429"));
     assert_eq!(
-        events.try_recv().unwrap().as_status().unwrap().to,
+        crate::support::next_status(&mut events).to,
         Some(Status::Connected)
     );
 }
@@ -268,9 +269,10 @@ async fn a_slow_provider_times_out_as_unavailable() {
     let fp = FakeProvider::start().await;
     let (_tv, engine) = setup(&fp, "spotify").await;
     engine
-        .refresh_state()
+        .refresher()
+        .state()
         .set_http_timeout(Duration::from_millis(300));
-    engine.refresh_state().set_on_demand_attempts(1);
+    engine.refresher().state().set_on_demand_attempts(1);
     put(&engine, CONN, fp.new_family(), 0).await;
     fp.script([Canned::Delay(Duration::from_secs(3))]);
     let e = get(&engine, CONN).await.unwrap_err();
@@ -310,7 +312,7 @@ async fn a_refused_connection_is_a_network_error_retried_later() {
         )
         .await
         .unwrap();
-    engine.refresh_state().set_on_demand_attempts(1);
+    engine.refresher().state().set_on_demand_attempts(1);
     put(&engine, CONN, fp.new_family(), 0).await;
     let e = get(&engine, CONN).await.unwrap_err();
     assert_eq!(
@@ -350,13 +352,16 @@ async fn scheduler_refreshes_before_expiry_and_idles_while_nothing_is_due() {
     put(&engine, CONN, fp.new_family(), 3600).await;
     let expires = record(&engine, CONN).expires_at.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     // 50 minutes: nothing is due (buffer 300 s + ≤ 30 s jitter)
     tokio::time::sleep(Duration::from_secs(50 * 60)).await;
     assert_eq!(fp.requests(), 0);
-    let passes = engine.refresh_state().scheduler_passes();
+    let passes = engine.refresher().state().scheduler_passes();
     assert!(
         passes <= 2,
         "the scheduler scanned {passes} times while idle"
@@ -378,9 +383,12 @@ async fn scheduler_wakes_when_a_connection_changes() {
     let fp = FakeProvider::start().await;
     let (_tv, engine) = setup(&fp, "spotify").await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     tokio::time::sleep(Duration::from_secs(60)).await;
     // a token that is already due: the scheduler must not wait for a timer
     put(&engine, CONN, fp.new_family(), 0).await;
@@ -608,7 +616,7 @@ async fn many_results_share_durable_commits() {
     for i in 0..64 {
         put(&engine, &format!("acme/spotify/u{i}"), fp.new_family(), 0).await;
     }
-    let before = engine.refresh_state().commits.counts();
+    let before = engine.refresher().state().commits.counts();
     let mut handles = Vec::new();
     for i in 0..64 {
         let e = engine.clone();
@@ -620,7 +628,7 @@ async fn many_results_share_durable_commits() {
         // every caller got its own connection's refreshed token
         assert_eq!(h.await.unwrap(), format!("at-{}-1", i + 1));
     }
-    let after = engine.refresh_state().commits.counts();
+    let after = engine.refresher().state().commits.counts();
     let (batches, jobs) = (after.0 - before.0, after.1 - before.1);
     assert_eq!(jobs, 64);
     assert!(batches < jobs, "{jobs} results took {batches} commits");
@@ -713,9 +721,12 @@ fn assert_all_refreshed(engine: &Engine, n: usize) {
 async fn scheduler_keeps_per_host_concurrency_within_the_configured_bound() {
     let (fp, _tv, engine) = due_storm(2, 10).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(engine.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sched = tokio::spawn(tokenvault::refresh::run_scheduler(
+        engine.refresher().clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     // 10 refreshes, 2 at a time, 0.5 s each: done well within 60 s (paused clock)
     tokio::time::sleep(Duration::from_secs(60)).await;
     let _ = stop_tx.send(());

@@ -13,7 +13,8 @@ use crate::support::*;
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenvault::engine::{Engine, Request, Response};
+use tokenvault::contract::{Request, Response};
+use tokenvault::engine::Engine;
 use tokenvault::refresh::caller;
 use tokenvault::refresh::policy::{MAX_CALLS_PER_MINUTE, ON_DEMAND_CALLS, ON_DEMAND_DEADLINE};
 use tokenvault::vault::records::Status;
@@ -52,7 +53,7 @@ fn scheduler(engine: &Arc<Engine>) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let e = engine.clone();
     tokio::spawn(async move {
-        let _ = tokenvault::refresh::run_scheduler(e, async {
+        let _ = tokenvault::refresh::run_scheduler(e.refresher().clone(), async {
             let _ = rx.await;
         })
         .await;
@@ -238,14 +239,14 @@ async fn retries_that_change_only_bookkeeping_are_not_written_one_by_one() {
     let (_tv, engine) = setup(&fp, "spotify").await;
     put(&engine, CONN, fp.new_family(), 0).await;
     fp.repeat([Canned::Status(503)]);
-    let (_, before) = engine.refresh_state().commits.counts();
+    let (_, before) = engine.refresher().state().commits.counts();
     let e = timeout(GUARD, get(&engine, CONN))
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!(e.exit_code(), 7, "{e}");
     assert_eq!(fp.requests(), 3);
-    let (_, after) = engine.refresh_state().commits.counts();
+    let (_, after) = engine.refresher().state().commits.counts();
     // the first failure changed the status (written and announced at once); the second
     // changed only bookkeeping; the third ended the refresh and wrote it all
     assert_eq!(after - before, 2, "three failed calls, two writes");
@@ -296,7 +297,7 @@ async fn a_shared_refresh_goes_on_while_another_caller_waits() {
     let e = engine.clone();
     let b = tokio::spawn(async move { get(&e, CONN).await });
     sleep(Duration::from_millis(100)).await;
-    assert_eq!(engine.refresh_state().flights.waiters(CONN), 1);
+    assert_eq!(engine.refresher().state().flights.waiters(CONN), 1);
     // the runner's caller leaves; the refresh goes on for the one still waiting
     gone_a.send(true).unwrap();
     let e = timeout(GUARD, b).await.unwrap().unwrap().unwrap_err();
@@ -324,7 +325,7 @@ async fn a_waiter_that_leaves_stops_waiting_while_the_refresh_goes_on() {
     let e = engine.clone();
     let waiter = tokio::spawn(caller::scope(flag_w, async move { get(&e, CONN).await }));
     sleep(Duration::from_millis(100)).await;
-    assert_eq!(engine.refresh_state().flights.waiters(CONN), 1);
+    assert_eq!(engine.refresher().state().flights.waiters(CONN), 1);
     gone_w.send(true).unwrap();
     let left = Instant::now();
     let e = timeout(GUARD, waiter).await.unwrap().unwrap().unwrap_err();

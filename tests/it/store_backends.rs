@@ -6,7 +6,7 @@
 
 use crate::support::postgres::{Backend, eventually};
 use crate::support::*;
-use tokenvault::engine::{Request, Response};
+use tokenvault::contract::{Request, Response};
 use tokenvault::secret::Secret;
 use tokenvault::vault::records::TenantRecord;
 

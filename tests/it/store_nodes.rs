@@ -9,7 +9,7 @@ use crate::support::postgres::{Pg, eventually, store_config};
 use crate::support::*;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenvault::engine::Request;
+use tokenvault::contract::Request;
 use tokenvault::secret::Secret;
 
 struct World {

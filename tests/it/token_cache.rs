@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use std::sync::Arc;
-use tokenvault::engine::{Request, Response};
+use tokenvault::contract::{Request, Response};
 
 async fn get(e: &tokenvault::Engine, c: &str) -> tokenvault::Result<String> {
     match e

@@ -10,8 +10,9 @@ use base64::Engine as _;
 use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use tokenvault::config::Config;
+pub use tokenvault::contract::Caller;
 use tokenvault::engine::Clock;
-pub use tokenvault::engine::{Caller, Engine};
+use tokenvault::engine::Engine;
 pub use tokenvault::secret::Secret;
 pub use tokenvault::vault::Vault;
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use tokenvault::Request;
 use tokenvault::backup::Unlock;
 use tokenvault::contract::BackupReport;
-use tokenvault::engine::Response;
+use tokenvault::contract::Response;
 use tokenvault::vault::crypto::Sealed;
 use tokenvault::vault::records::*;
 

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command as StdCommand, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use tokenvault::engine::Request;
+use tokenvault::contract::Request;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tokenvault");
 

@@ -12,7 +12,8 @@ pub mod webhook;
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-use tokenvault::engine::{Caller, Engine};
+use tokenvault::contract::Caller;
+use tokenvault::engine::Engine;
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams};
 
@@ -107,3 +108,17 @@ pub fn stderr(out: &std::process::Output) -> String {
 }
 
 pub mod backup;
+
+/// The next status change on an event receiver, skipping the other kinds of event
+/// (refresh results, admin changes, …); panics if none is queued.
+#[allow(dead_code)]
+pub fn next_status(
+    events: &mut tokio::sync::broadcast::Receiver<tokenvault::contract::Event>,
+) -> tokenvault::contract::StatusEvent {
+    loop {
+        let e = events.try_recv().expect("a queued status event");
+        if let Some(s) = e.as_status() {
+            return s;
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! The Apple Music operations of the `Engine`: signing-key management and developer-token
-//! hand-out with its cache (validation of connections is in `validation`).
+//! Apple Music signing keys and developer tokens (`AppleMusic`'s key add / list /
+//! activate / retire and the developer-token hand-out with its cache); the validation of
+//! connections is in `validation`. Every operation checks its caller first.
 //!
 //! # The developer-token cache
 //!
@@ -27,13 +28,15 @@
 //! A sealed cache that does not open (a record restored from another vault's backup) is
 //! treated as a miss and replaced.
 
+use super::AppleMusic;
 use super::jwt::{self, Policy};
 use super::{PROVIDER, key, state, user};
 use crate::contract::{AppleKeyView, AppleTokenView};
-use crate::engine::{Caller, Engine, Response};
+use crate::contract::{Caller, Response};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::secret::Secret;
+use crate::sync::LockExt;
 use crate::vault::Tx;
 use crate::vault::records::AppleKeyRecord;
 use crate::vault::schema::names::APPLE_KEYS;
@@ -42,7 +45,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use zeroize::Zeroizing;
 
-/// The Apple part of an `Engine`: the in-memory token cache and the HTTP client.
+/// `AppleMusic`'s state: the in-memory token cache and the HTTP client.
 #[derive(Default)]
 pub struct AppleState {
     cache: Mutex<HashMap<String, Cached>>,
@@ -91,7 +94,7 @@ impl CachedToken {
 
 impl AppleState {
     fn hit(&self, tenant: &str, key_id: &str, nonce: &[u8]) -> Option<CachedToken> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = self.cache.lock_or_recover();
         cache
             .get(tenant)
             .filter(|c| c.key_id == key_id && c.nonce == nonce)
@@ -99,7 +102,7 @@ impl AppleState {
     }
 
     fn store(&self, tenant: &str, key_id: &str, nonce: &[u8], token: &CachedToken) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        self.cache.lock_or_recover().insert(
             tenant.to_owned(),
             Cached {
                 key_id: key_id.to_owned(),
@@ -110,10 +113,7 @@ impl AppleState {
     }
 
     fn forget(&self, tenant: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
+        self.cache.lock_or_recover().remove(tenant);
     }
 
     pub(super) fn http(&self) -> Result<&reqwest::Client> {
@@ -191,14 +191,14 @@ macro_rules! open_cache {
     };
 }
 
-impl Engine {
+impl AppleMusic {
     pub(super) fn policy(&self) -> Result<Policy> {
-        Policy::from_config(&self.config().apple_music)
+        Policy::from_config(&self.ctx.config().apple_music)
     }
 
     /// `apple key add`: parses and checks the key before anything is written; the first
     /// key of a tenant becomes active, later ones wait for `apple key activate`.
-    pub(crate) fn apple_key_add(
+    pub(crate) fn add_key(
         &self,
         caller: &Caller,
         tenant: &str,
@@ -211,9 +211,9 @@ impl Engine {
         key::validate_id("Team ID", team_id)?;
         key::validate_id("Key ID", key_id)?;
         let parsed = key::parse_p8(p8.expose())?;
-        let now = self.now();
-        let tx = self.vault().write()?;
-        self.require_tenant_exists(&tx, tenant)?;
+        let now = self.ctx.now();
+        let tx = self.ctx.vault().write()?;
+        self.ctx.require_tenant_exists(&tx, tenant)?;
         let keys = tx.apple_keys(tenant)?;
         if keys.iter().any(|k| k.key_id == key_id) {
             return Err(Error::AlreadyExists {
@@ -239,7 +239,7 @@ impl Engine {
             cached_token: None,
         };
         tx.put_apple_key(tenant, rec, Some(&parsed.der))?;
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "apple_key_add",
@@ -260,11 +260,11 @@ impl Engine {
     }
 
     /// `apple key list`: metadata only.
-    pub(crate) fn apple_key_list(&self, caller: &Caller, tenant: &str) -> Result<Response> {
+    pub(crate) fn list_keys(&self, caller: &Caller, tenant: &str) -> Result<Response> {
         names::validate_tenant(tenant)?;
         caller.require_tenant(tenant)?;
-        let now = self.now();
-        let rx = self.vault().read()?;
+        let now = self.ctx.now();
+        let rx = self.ctx.vault().read()?;
         if rx.tenant(tenant)?.is_none() {
             return Err(Error::not_found("tenant", tenant));
         }
@@ -279,7 +279,7 @@ impl Engine {
     /// `apple key activate`: `key_id` signs from now on; the previous active key becomes
     /// `retiring` until its last token expires (or `retired` if it never signed one still
     /// valid). Cached tokens are dropped, so the next hand-out is signed with `key_id`.
-    pub(crate) fn apple_key_activate(
+    pub(crate) fn activate_key(
         &self,
         caller: &Caller,
         tenant: &str,
@@ -288,9 +288,9 @@ impl Engine {
         caller.require_admin()?;
         names::validate_tenant(tenant)?;
         key::validate_id("Key ID", key_id)?;
-        let now = self.now();
-        let tx = self.vault().write()?;
-        self.require_tenant_exists(&tx, tenant)?;
+        let now = self.ctx.now();
+        let tx = self.ctx.vault().write()?;
+        self.ctx.require_tenant_exists(&tx, tenant)?;
         let keys = tx.apple_keys(tenant)?;
         let Some(mut new) = keys.iter().find(|k| k.key_id == key_id).cloned() else {
             return Err(not_found_key(tenant, key_id));
@@ -334,7 +334,7 @@ impl Engine {
         } else {
             format!("ok; {}", notes.join("; "))
         };
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "apple_key_activate",
@@ -343,7 +343,7 @@ impl Engine {
             &outcome,
         )?;
         tx.commit()?;
-        self.apple.forget(tenant);
+        self.state.forget(tenant);
         let mut message = format!(
             "Apple Music key {key_id} is now active for {tenant}; the next developer token is signed with it"
         );
@@ -357,7 +357,7 @@ impl Engine {
     /// `apple key retire`: takes a key out of use. The active key is refused unless
     /// `force` (which leaves the tenant without developer tokens until another key is
     /// activated).
-    pub(crate) fn apple_key_retire(
+    pub(crate) fn retire_key(
         &self,
         caller: &Caller,
         tenant: &str,
@@ -367,9 +367,9 @@ impl Engine {
         caller.require_admin()?;
         names::validate_tenant(tenant)?;
         key::validate_id("Key ID", key_id)?;
-        let now = self.now();
-        let tx = self.vault().write()?;
-        self.require_tenant_exists(&tx, tenant)?;
+        let now = self.ctx.now();
+        let tx = self.ctx.vault().write()?;
+        self.ctx.require_tenant_exists(&tx, tenant)?;
         let Some(mut rec) = tx
             .apple_keys(tenant)?
             .into_iter()
@@ -395,7 +395,7 @@ impl Engine {
         rec.retired_at = Some(now);
         rec.cached_token = None;
         tx.put_apple_key(tenant, rec, None)?;
-        self.audit_in(
+        self.ctx.audit_in(
             &tx,
             caller,
             "apple_key_retire",
@@ -404,7 +404,7 @@ impl Engine {
             &format!("ok; was {was}"),
         )?;
         tx.commit()?;
-        self.apple.forget(tenant);
+        self.state.forget(tenant);
         Ok(Response::Done {
             message: format!(
                 "Apple Music key {key_id} of {tenant} retired; no token signed by it is handed out any more"
@@ -414,7 +414,7 @@ impl Engine {
 
     /// `apple token TENANT`: the tenant's developer token (cached, renewed as needed).
     /// Each hand-out is audited (queued, off the disk-sync path).
-    pub fn apple_developer_token(&self, caller: &Caller, tenant: &str) -> Result<AppleTokenView> {
+    pub fn developer_token_for(&self, caller: &Caller, tenant: &str) -> Result<AppleTokenView> {
         names::validate_tenant(tenant)?;
         caller.require_tenant(tenant)?;
         self.handed_out(caller, tenant, 0)
@@ -422,12 +422,7 @@ impl Engine {
 
     /// `get TENANT/apple-music [--min-ttl N]`: the developer token in the shape of any
     /// `get`; a cached token with fewer than N seconds left is replaced.
-    pub(crate) fn apple_get(
-        &self,
-        caller: &Caller,
-        tenant: &str,
-        min_ttl: u64,
-    ) -> Result<Response> {
+    pub(crate) fn hand_out(&self, caller: &Caller, tenant: &str, min_ttl: u64) -> Result<Response> {
         names::validate_tenant(tenant)?;
         caller.require_tenant(tenant)?;
         let t = self.handed_out(caller, tenant, min_ttl)?;
@@ -441,7 +436,7 @@ impl Engine {
 
     fn handed_out(&self, caller: &Caller, tenant: &str, min_ttl: u64) -> Result<AppleTokenView> {
         let r = self.developer_token(tenant, min_ttl);
-        self.queue_audit(
+        self.ctx.queue_audit(
             caller,
             "apple_token",
             tenant,
@@ -464,9 +459,9 @@ impl Engine {
                 ),
             ));
         }
-        let now = self.now();
+        let now = self.ctx.now();
         {
-            let rx = self.vault().read()?;
+            let rx = self.ctx.vault().read()?;
             let Some(rec) = rx
                 .apple_keys(tenant)?
                 .into_iter()
@@ -475,7 +470,7 @@ impl Engine {
                 return Err(no_active_key(tenant, rx.tenant(tenant)?.is_some()));
             };
             if let Some(sealed) = &rec.cached_token
-                && let Some(c) = self.apple.hit(tenant, &rec.key_id, &sealed.nonce)
+                && let Some(c) = self.state.hit(tenant, &rec.key_id, &sealed.nonce)
                 && c.usable(now, &policy, min_ttl)
             {
                 return Ok(token_view(tenant, &rec, c));
@@ -483,12 +478,12 @@ impl Engine {
             if let Some((nonce, c)) = open_cache!(rx, tenant, rec)
                 && c.usable(now, &policy, min_ttl)
             {
-                self.apple.store(tenant, &rec.key_id, &nonce, &c);
+                self.state.store(tenant, &rec.key_id, &nonce, &c);
                 return Ok(token_view(tenant, &rec, c));
             }
         }
         // Sign a new one. The write transaction serialises minters; re-check first.
-        let tx = self.vault().write()?;
+        let tx = self.ctx.vault().write()?;
         let Some(mut rec) = tx
             .apple_keys(tenant)?
             .into_iter()
@@ -499,7 +494,7 @@ impl Engine {
         if let Some((nonce, c)) = open_cache!(tx, tenant, rec)
             && c.usable(now, &policy, min_ttl)
         {
-            self.apple.store(tenant, &rec.key_id, &nonce, &c);
+            self.state.store(tenant, &rec.key_id, &nonce, &c);
             return Ok(token_view(tenant, &rec, c));
         }
         let c = mint(&tx, tenant, &mut rec, &policy, now)?;
@@ -511,7 +506,7 @@ impl Engine {
         tx.put_apple_key(tenant, rec.clone(), None)?;
         tx.commit()?;
         tracing::info!(key_id = %rec.key_id, exp = c.exp, "signed a new Apple Music developer token");
-        self.apple.store(tenant, &rec.key_id, &nonce, &c);
+        self.state.store(tenant, &rec.key_id, &nonce, &c);
         Ok(token_view(tenant, &rec, c))
     }
 }
