@@ -316,9 +316,13 @@ async fn commits(base: &str, n: usize, runs: usize) {
                 let e = engine.clone();
                 set.spawn(async move {
                     let key = format!("t/spotify/user{j:07}");
-                    tokenvault::refresh::refresh(e.refresher(), &key, tokenvault::refresh::Trigger::Manual)
-                        .await
-                        .unwrap();
+                    tokenvault::refresh::refresh(
+                        e.refresher(),
+                        &key,
+                        tokenvault::refresh::Trigger::Manual,
+                    )
+                    .await
+                    .unwrap();
                     drop(p);
                 });
             }

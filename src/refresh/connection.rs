@@ -413,9 +413,7 @@ pub async fn refresh(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fres
     let r = st
         .flights
         .run(key, super::caller::gone(), || async {
-            claimed(rf, key, trigger)
-                .await
-                .map_err(std::sync::Arc::new)
+            claimed(rf, key, trigger).await.map_err(std::sync::Arc::new)
         })
         .await;
     match r {

@@ -144,6 +144,22 @@ fn concurrent_gets_on_both_nodes_share_one_provider_call_and_b_sees_a_refresh() 
     let w = world(2, 3600, 20);
     let a = Daemon::start(&w.a, &[]);
     let b = Daemon::start(&w.b, &[]);
+    // status on A names the store (no password) and both nodes
+    eventually("A's status lists both nodes", || {
+        let st = a.conn().call(serde_json::json!({"op": "status"}));
+        st.to_string().contains("127.0.0.1")
+            && st["status"]["store"]["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+            || st["store"]["peers"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+    });
+    let st = a.conn().call(serde_json::json!({"op": "status"}));
+    assert!(
+        !st.to_string().contains(crate::support::postgres::PASSWORD),
+        "{st}"
+    );
     // B hands out (and caches) the stored token
     let v = get(&b, "acme/spotify/u00000");
     assert_eq!(v["token"], "at-1-0", "{v}");
