@@ -26,6 +26,22 @@ pub struct Config {
     pub backup: Option<BackupConfig>,
     #[serde(default)]
     pub client: ClientConfig,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: the shared PostgreSQL store (SPEC §12). Without `url` the vault is the redb
+/// file. The password is best kept in `password_file` (mode 0600), not in the URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://USER@HOST:PORT/DATABASE` (TOKENVAULT_STORE_URL overrides it).
+    pub url: Option<String>,
+    /// A file holding the database password, used when the URL has none.
+    pub password_file: Option<String>,
+    /// How long a node's claim on a connection lasts (default 60 s; at least 5). Keep it
+    /// well above the provider timeout: a node that dies mid-refresh is taken over after it.
+    pub lease_secs: Option<u64>,
 }
 
 /// `[providers.NAME]` (SPEC §5.5).

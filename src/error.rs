@@ -152,6 +152,23 @@ pub enum Error {
     /// at the provider.
     #[error("{0}")]
     TimedOut(String),
+
+    /// The shared PostgreSQL store (SPEC §12) did not answer or refused a write. Exit 7:
+    /// retry when the database is back; nothing was changed.
+    #[error(
+        "the shared PostgreSQL store is unavailable ({reason}); nothing was changed: check the database and the `[store]` settings, then retry"
+    )]
+    StoreUnavailable { reason: String },
+
+    #[error(
+        "the database {url} already holds a tokenvault vault: `init --store` never overwrites; use another database, or drop its tables yourself"
+    )]
+    StoreExists { url: String },
+
+    #[error(
+        "no vault in the database {url}: create one with `tokenvault init --store {url}` (or `tokenvault store migrate --to {url}` from a vault file)"
+    )]
+    NoStoreVault { url: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -187,6 +204,8 @@ impl Error {
             Error::WrongPassphraseFrom { .. } | Error::DaemonRunning { .. } => exit::LOCKED,
             Error::BackupKey { .. } => exit::LOCKED,
             Error::NotFound { .. } | Error::NoVault { .. } => exit::NOT_FOUND,
+            Error::NoStoreVault { .. } => exit::NOT_FOUND,
+            Error::StoreUnavailable { .. } => exit::UNAVAILABLE,
             Error::Forbidden(_) | Error::Unauthorized(_) => exit::FORBIDDEN,
             Error::NeedsReauth { .. } | Error::Config(_) => exit::NEEDS_REAUTH,
             Error::ProviderUnavailable { .. } => exit::UNAVAILABLE,
@@ -212,6 +231,8 @@ impl Error {
             }
             Error::WrongPassphraseFrom { .. } | Error::DaemonRunning { .. } => "locked",
             Error::NotFound { .. } | Error::NoVault { .. } => "not_found",
+            Error::NoStoreVault { .. } => "not_found",
+            Error::StoreUnavailable { .. } => "provider_unavailable",
             Error::Forbidden(_) => "forbidden",
             Error::Unauthorized(_) => "unauthorized",
             Error::NeedsReauth { .. } => "needs_reauth",

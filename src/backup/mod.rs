@@ -17,6 +17,7 @@
 pub mod backups;
 pub mod export;
 pub mod format;
+pub mod migrate;
 pub mod restore;
 pub mod schedule;
 

@@ -196,6 +196,10 @@ pub enum Command {
         /// Argon2id lanes (threads).
         #[arg(long, default_value_t = crate::vault::DEFAULT_PARALLELISM)]
         kdf_parallelism: u32,
+        /// Create the vault in this shared PostgreSQL database (postgres://USER@HOST/DB)
+        /// instead of a file; TOKENVAULT_STORE_URL or `[store] url` do the same.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Change the passphrase (rewraps the keyring; no record is rewritten).
     Passwd {
@@ -319,6 +323,9 @@ pub enum Command {
     /// Encrypted backups: export, verify, restore (age files).
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// The shared PostgreSQL store: copy a vault between a file and a database.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Apple Music signing keys and developer tokens.
     #[command(subcommand)]
     Apple(super::apple::AppleCmd),
@@ -694,5 +701,17 @@ pub enum ClientCmd {
         tenant: String,
         /// The provider.
         provider: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Copy the vault to a new PostgreSQL store (postgres://…) or a new redb file,
+    /// through the backup format; every table's count is checked. The source is not
+    /// changed; point `[store] url` (or `--vault`) at the copy afterwards.
+    Migrate {
+        /// `postgres://USER@HOST:PORT/DATABASE` or the path of a new vault file.
+        #[arg(long, value_name = "URL_OR_PATH")]
+        to: String,
     },
 }

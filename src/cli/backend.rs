@@ -16,7 +16,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::secret::Secret;
-use crate::vault::Vault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -141,7 +140,7 @@ async fn execute_local(g: &Global, req: Request) -> Result<Response> {
             .map(Response::Backup);
     }
     let path = vault_path(g);
-    if !path.exists() {
+    if super::store::no_vault_file(g, &path)? {
         return Err(Error::NoVault { path });
     }
     if let Request::BackupRestore {
@@ -212,12 +211,12 @@ fn reads_only(req: &Request) -> bool {
 pub fn open_local(g: &Global, access: crate::vault::Access) -> Result<Engine> {
     refuse_tenant_key(g)?;
     let path = vault_path(g);
-    if !path.exists() {
+    if super::store::no_vault_file(g, &path)? {
         return Err(Error::NoVault { path });
     }
     let config = load_config(g)?;
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    let vault = Vault::open_as(&path, &pass, access)?;
+    let vault = super::store::open(g, &path, &pass, access)?;
     drop(pass);
     let engine = Engine::new(vault);
     engine.set_config(config);

@@ -19,6 +19,7 @@ pub mod output;
 pub mod passphrase;
 pub mod progress;
 pub mod run;
+pub mod store;
 pub mod tui;
 pub mod watch;
 

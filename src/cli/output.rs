@@ -319,6 +319,19 @@ fn status(out: &mut impl Write, s: &StatusView, now: i64) -> std::io::Result<()>
         (None, true) => writeln!(out, "daemon:       running")?,
         (None, false) => writeln!(out, "daemon:       not running (opened the file directly)")?,
     }
+    if let Some(st) = &s.store {
+        writeln!(out, "store:        {} (this node {})", st.url, st.node)?;
+        for p in &st.peers {
+            writeln!(
+                out,
+                "  node {} on {} pid {} (seen {:.0} s ago)",
+                p.node, p.host, p.pid, p.seen_secs_ago
+            )?;
+        }
+        if let Some(e) = &st.peers_error {
+            writeln!(out, "  peers unknown: {e}")?;
+        }
+    }
     writeln!(
         out,
         "health:       {}",

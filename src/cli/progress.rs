@@ -3,6 +3,7 @@
 //! small vaults and scripts see nothing. Through a daemon no progress arrives.
 
 use crate::contract::progress::{ProgressEvent, ProgressSink};
+use crate::sync::LockExt;
 use std::sync::Mutex;
 
 /// Progress bars appear only on a terminal and for at least this many records.
@@ -21,7 +22,7 @@ pub fn terminal_sink() -> Option<ProgressSink> {
     }
     let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
     Some(ProgressSink::new(move |ev| {
-        let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bar = bar.lock_or_recover();
         match ev {
             ProgressEvent::Start { what, total } => {
                 if let Some(old) = bar.take() {

@@ -104,6 +104,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Man { dir } => return super::man::run(dir.as_deref()),
         Command::Tui => return super::tui::run(&g).await,
+        Command::Store(c) => return super::store::run(&g, c, &vault_path(&g)),
         Command::Exec {
             env,
             min_ttl,
@@ -113,8 +114,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
             kdf_memory_mib,
             kdf_iterations,
             kdf_parallelism,
+            store,
         } => {
             let kdf = KdfParams::new(kdf_memory_mib, kdf_iterations, kdf_parallelism)?;
+            let store = match store {
+                Some(url) => Some(super::store::parse_url(&g, &url)?),
+                None => super::store::store_config(&g)?,
+            };
+            if let Some(store) = store {
+                let vault = super::store::init(&g, &store, kdf)?;
+                Engine::new(vault).audit_admin(&local_caller(), "init", store.display(), "ok")?;
+                return Ok(0);
+            }
             let path = vault_path(&g);
             if path.exists() {
                 return Err(Error::VaultExists { path });
@@ -179,6 +190,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             socket_group,
         } => {
             let opts = crate::server::ServeOptions {
+                store: super::store::store_config(&g)?,
                 vault: vault_path(&g),
                 socket: g.socket.clone().unwrap_or_else(paths::default_socket),
                 config: g.config.clone().unwrap_or_else(paths::default_config),

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::paths;
 use crate::tui::app::LinkInfo;
 use crate::tui::link::{BackendLink, EngineLink};
-use crate::vault::Vault;
 use std::sync::Arc;
 
 fn recipients(config: &crate::config::Config) -> Vec<String> {
@@ -62,12 +61,12 @@ pub async fn run(g: &Global) -> Result<i32> {
         ));
     }
     let path = g.vault.clone().unwrap_or_else(paths::default_vault);
-    if !path.exists() {
+    if super::store::no_vault_file(g, &path)? {
         return Err(Error::NoVault { path });
     }
     // asked now, while the terminal is still a terminal
     let pass = passphrase::passphrase(g.passphrase_file.as_deref(), false)?;
-    let vault = Vault::open(&path, &pass)?;
+    let vault = super::store::open(g, &path, &pass, crate::vault::Access::ReadWrite)?;
     drop(pass);
     let engine = Arc::new(Engine::new(vault));
     engine.set_config(config);

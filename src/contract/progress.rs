@@ -42,13 +42,14 @@ impl std::fmt::Debug for ProgressSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::LockExt;
     use std::sync::Mutex;
 
     #[test]
     fn a_sink_hands_each_event_to_its_callback() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let sink = ProgressSink::new(move |e| s.lock().unwrap_or_else(|p| p.into_inner()).push(e));
+        let sink = ProgressSink::new(move |e| s.lock_or_recover().push(e));
         let copy = sink.clone();
         sink.report(ProgressEvent::Start {
             what: "export".into(),
@@ -57,7 +58,7 @@ mod tests {
         copy.report(ProgressEvent::Advance { done: 1 });
         copy.report(ProgressEvent::Finish);
         assert_eq!(format!("{sink:?}"), "ProgressSink");
-        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let seen = seen.lock_or_recover().clone();
         assert_eq!(
             seen,
             vec![

@@ -132,6 +132,31 @@ pub struct StatusView {
     /// The daemon answering, when it is one (pid, version, socket, uptime).
     #[serde(default)]
     pub daemon_process: Option<DaemonProcessView>,
+    /// The shared PostgreSQL store (SPEC §12), when the vault lives in one (admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreView>,
+}
+
+/// The shared store and the nodes on it, as `status` reports them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreView {
+    /// The URL without its password.
+    pub url: String,
+    /// This node's id.
+    pub node: String,
+    /// Nodes that recorded themselves in the last 15 s (this one included when it is a
+    /// daemon), or the reason they could not be read.
+    pub peers: Vec<PeerView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerView {
+    pub node: String,
+    pub host: String,
+    pub pid: i32,
+    pub seen_secs_ago: f64,
 }
 
 /// The running daemon, as `status` reports it.

@@ -148,6 +148,7 @@ where
     };
 
     let serve_opts = crate::server::ServeOptions {
+        store: None,
         vault: world.vault.clone(),
         socket: world.socket.clone(),
         config: world.config.clone(),

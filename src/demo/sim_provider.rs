@@ -15,6 +15,7 @@
 //! (the demo's world is throw-away, but the habit is the product's).
 
 use crate::error::{Error, Result};
+use crate::sync::LockExt;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -99,7 +100,7 @@ impl Drop for SimProviders {
 
 fn lock(state: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // a panic in another handler leaves consistent data (every change is one statement)
-    state.lock().unwrap_or_else(|p| p.into_inner())
+    state.lock_or_recover()
 }
 
 /// A random token of `prefix` and 128 bits, unguessable like a real one.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::secret::Secret;
 
 impl Engine {
+    #[allow(clippy::too_many_arguments)] // the request's fields, as dispatched
     pub(super) fn backup_export(
         &self,
         caller: &Caller,
@@ -47,6 +48,7 @@ impl Engine {
         r.map(Response::Backup)
     }
 
+    #[allow(clippy::too_many_arguments)] // the request's fields, as dispatched
     pub(super) fn backup_restore(
         &self,
         caller: &Caller,

@@ -60,6 +60,10 @@ impl Engine {
                 Caller::Tenant { .. } => None,
             },
             problems,
+            store: match caller {
+                Caller::Admin { .. } => store_view(self.ctx.vault()),
+                Caller::Tenant { .. } => None,
+            },
             daemon_process: self.daemon_socket.as_ref().map(|(socket, started)| {
                 DaemonProcessView {
                     pid: std::process::id(),
@@ -122,4 +126,29 @@ impl Engine {
             text: crate::metrics::render(self.ctx.metrics(), self.ctx.vault(), self.ctx.now())?,
         })
     }
+}
+
+/// The store line of `status`: the URL (no password), this node, and its live peers.
+fn store_view(vault: &crate::vault::Vault) -> Option<crate::contract::StoreView> {
+    let store = vault.store()?;
+    let (peers, peers_error) = match store.peers(crate::vault::pg::HEARTBEAT * 3) {
+        Ok(p) => (
+            p.into_iter()
+                .map(|(node, host, pid, seen)| crate::contract::PeerView {
+                    node,
+                    host,
+                    pid,
+                    seen_secs_ago: seen,
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Some(crate::contract::StoreView {
+        url: store.config().display().to_owned(),
+        node: store.node().to_owned(),
+        peers,
+        peers_error,
+    })
 }

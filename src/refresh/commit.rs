@@ -116,20 +116,30 @@ impl GroupCommit {
         };
         let mut outs = Vec::with_capacity(batch.len());
         for (job, reply) in batch {
+            let from = tx.touched_count();
             let out = job(&tx);
-            outs.push((out, reply));
+            outs.push((out, reply, tx.touched_since(from)));
         }
-        match tx.commit() {
-            Ok(()) => {
+        // On the shared store a job whose lease ran out (another node took the connection
+        // over) is not written; it alone fails, the rest of the batch commits.
+        match tx.commit_lost() {
+            Ok(lost) => {
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.jobs.fetch_add(n, Ordering::Relaxed);
-                for (out, reply) in outs {
+                for (out, reply, keys) in outs {
+                    let out = if keys.iter().any(|k| lost.contains(k)) {
+                        Err(Error::StoreUnavailable {
+                            reason: "this node's lease on the connection ran out and another node took it over; its result is kept, this one was not saved".into(),
+                        })
+                    } else {
+                        out
+                    };
                     let _ = reply.send(out);
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                for (_, reply) in outs {
+                for (_, reply, _) in outs {
                     let _ = reply.send(Err(Error::Storage(format!(
                         "the refresh result was not saved: {msg}"
                     ))));

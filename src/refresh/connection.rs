@@ -413,15 +413,55 @@ pub async fn refresh(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fres
     let r = st
         .flights
         .run(key, super::caller::gone(), || async {
-            attempts(rf, key, trigger)
-                .await
-                .map_err(std::sync::Arc::new)
+            claimed(rf, key, trigger).await.map_err(std::sync::Arc::new)
         })
         .await;
     match r {
         Some(r) => r.map_err(|e| super::clone_error(&e)),
         None => Err(cancelled(key)),
     }
+}
+
+/// `attempts` under this node's claim on the shared store (`claim`): one node at a time
+/// calls the provider for a connection; the others wait for its result.
+async fn claimed(rf: &Refresher, key: &str, trigger: Trigger) -> Result<Fresh> {
+    let wait = match trigger {
+        // the scheduler waits out a dead holder's lease, then takes over
+        Trigger::Scheduler => crate::vault::claims::lease() + Duration::from_secs(1),
+        _ => rf.state().on_demand_deadline(),
+    };
+    let settled = || {
+        let ctx = load(rf, key).ok()?;
+        let now = rf.ctx.now();
+        match trigger {
+            Trigger::OnDemand {
+                min_ttl,
+                force: false,
+            } => ctx
+                .rec
+                .expires_at
+                .is_none_or(|e| e > now + min_ttl as i64)
+                .then(|| current(&ctx)),
+            Trigger::Scheduler => ctx
+                .rec
+                .due_at
+                .is_none_or(|d| d > now)
+                .then(|| current(&ctx)),
+            _ => None,
+        }
+    };
+    let still_valid = || {
+        let ctx = load(rf, key).ok()?;
+        let now = rf.ctx.now();
+        ctx.rec
+            .expires_at
+            .is_some_and(|e| e > now)
+            .then(|| current(&ctx))
+    };
+    super::claim::under_claim(rf.ctx.vault(), key, wait, settled, still_valid, || {
+        attempts(rf, key, trigger)
+    })
+    .await
 }
 
 fn cancelled(key: &str) -> Error {

@@ -15,6 +15,7 @@
 //! module for HTTP.
 
 pub mod caller;
+pub mod claim;
 pub mod commit;
 pub mod connection;
 pub mod policy;

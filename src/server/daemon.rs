@@ -37,6 +37,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub vault: PathBuf,
+    /// The shared PostgreSQL store (SPEC §12), used instead of `vault` when set.
+    pub store: Option<crate::vault::pg::StoreConfig>,
     pub socket: PathBuf,
     pub config: PathBuf,
     /// The config file was named (`--config` / `TOKENVAULT_CONFIG`), so it must exist;
@@ -237,13 +239,21 @@ pub async fn serve_until(
         },
         other => other,
     })?;
-    if !opts.vault.exists() {
+    if opts.store.is_none() && !opts.vault.exists() {
         return Err(Error::NoVault {
             path: opts.vault.clone(),
         });
     }
     let pass = passphrase()?;
-    let vault = Vault::open(&opts.vault, &pass)?;
+    let vault = match &opts.store {
+        Some(store) => {
+            if let Some(s) = config.store.lease_secs {
+                crate::vault::claims::set_lease(Duration::from_secs(s.max(5)));
+            }
+            Vault::open_store(store, &pass, crate::vault::Access::ReadWrite)?
+        }
+        None => Vault::open(&opts.vault, &pass)?,
+    };
     drop(pass);
     let mut engine = Engine::new(vault);
     engine.set_daemon(true);
@@ -290,6 +300,7 @@ pub async fn serve_until(
         stopped(&stop_rx),
     ));
     let flusher = tokio::spawn(flush_audit_every_second(engine.clone(), stopped(&stop_rx)));
+    let heartbeat = tokio::spawn(heartbeat(engine.clone(), stopped(&stop_rx)));
     let backups = tokio::spawn(crate::backup::run_scheduled_backups(
         engine.backups().clone(),
         stopped(&stop_rx),
@@ -345,6 +356,7 @@ pub async fn serve_until(
     let _ = tokio::time::timeout_at(deadline, hooks).await;
     let _ = tokio::time::timeout_at(deadline, flusher).await;
     let _ = tokio::time::timeout_at(deadline, backups).await;
+    heartbeat.abort();
     if let Some(h) = metrics_http {
         let _ = tokio::time::timeout_at(deadline, h).await;
     }
@@ -434,6 +446,27 @@ async fn ping_watchdog(
                 match tokio::task::spawn_blocking(move || e.vault().read().map(drop)).await {
                     Ok(Ok(())) => sd_notify("WATCHDOG=1"),
                     _ => tracing::warn!("the vault did not answer; not pinging the systemd watchdog"),
+                }
+            }
+        }
+    }
+}
+
+/// On the shared store: records this node in the `nodes` table every few seconds, so
+/// `status` on any node can list its peers. Nothing on a vault file.
+async fn heartbeat(engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
+    let Some(store) = engine.vault().store().cloned() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(crate::vault::pg::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.heartbeat().await {
+                    tracing::debug!("node heartbeat not recorded: {e}");
                 }
             }
         }

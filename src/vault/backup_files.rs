@@ -61,6 +61,7 @@ impl Tx {
     }
 
     pub fn put_backup_file(&self, path: &str, rec: &BackupFileRecord) -> Result<()> {
+        self.wrote(super::pg::Table::BackupFiles, path);
         self.txn
             .open_table(BACKUP_FILES)?
             .insert(path, encode(rec).as_slice())?;
@@ -69,6 +70,7 @@ impl Tx {
 
     /// Forgets a file (it was deleted, or it is no longer the file that was written).
     pub fn remove_backup_file(&self, path: &str) -> Result<bool> {
+        self.wrote(super::pg::Table::BackupFiles, path);
         Ok(self.txn.open_table(BACKUP_FILES)?.remove(path)?.is_some())
     }
 }

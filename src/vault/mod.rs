@@ -41,14 +41,18 @@
 //! `commit` returns, the change is on disk, fully or not at all.
 
 pub mod backup_files;
+pub mod claims;
 pub mod crypto;
 pub mod doctor;
+mod mirror;
 mod overlay;
+pub mod pg;
 pub mod records;
 pub mod schema;
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::sync::{LockExt, RwLockExt};
 use crypto::{KdfParams, Kek, Keyring, Sealed};
 use records::*;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -164,17 +168,36 @@ pub enum Access {
 
 /// An unlocked vault.
 pub struct Vault {
-    db: Database,
+    /// The file, or (on the shared store) the in-memory mirror of PostgreSQL; see `mirror`.
+    db: Arc<Database>,
     path: PathBuf,
     access: Access,
     guard: Arc<Guard>,
-    keyring: RwLock<Arc<Keyring>>,
+    keyring: Arc<RwLock<Arc<Keyring>>>,
     /// Kept while unlocked so `rekey` can wrap a new keyring without asking again. It can
     /// do nothing the keyring in memory cannot already do.
-    kek: RwLock<Kek>,
-    header: RwLock<Header>,
+    kek: Arc<RwLock<Kek>>,
+    header: Arc<RwLock<Header>>,
     /// Opened access tokens for the hand-out path; see `TokenCache`.
     cache: Arc<Mutex<TokenCache>>,
+    /// The shared PostgreSQL store this vault mirrors, if it is not a file.
+    store: Option<Attached>,
+    /// Connections this node holds a lease on (shared store only), with the lease token
+    /// that fences their writes; see `claims`.
+    leases: Leases,
+}
+
+/// Connection key → lease token.
+type Leases = Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>;
+
+/// The store of a vault on PostgreSQL; dropping the vault stops its runtime and listener
+/// (and with them the applier thread).
+struct Attached(Arc<pg::Store>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
 /// An opened access token with the metadata `get` decides on.
@@ -368,14 +391,16 @@ impl Vault {
             };
             Self::create_tables(&db, &header)?;
             Ok(Vault {
-                db,
+                db: Arc::new(db),
                 path: path.to_owned(),
                 access: Access::ReadWrite,
                 guard: Guard::new(path, control),
-                keyring: RwLock::new(Arc::new(ring)),
-                kek: RwLock::new(kek),
-                header: RwLock::new(header),
+                keyring: Arc::new(RwLock::new(Arc::new(ring))),
+                kek: Arc::new(RwLock::new(kek)),
+                header: Arc::new(RwLock::new(header)),
                 cache: Arc::default(),
+                store: None,
+                leases: Leases::default(),
             })
         });
         if result.is_err() {
@@ -418,14 +443,16 @@ impl Vault {
                 .map_err(|e| map_db_error(path, e))?;
             Self::create_tables(&db, &header)?;
             Ok(Vault {
-                db,
+                db: Arc::new(db),
                 path: path.to_owned(),
                 access: Access::ReadWrite,
                 guard: Guard::new(path, control),
-                keyring: RwLock::new(Arc::new(ring)),
-                kek: RwLock::new(kek),
-                header: RwLock::new(header),
+                keyring: Arc::new(RwLock::new(Arc::new(ring))),
+                kek: Arc::new(RwLock::new(kek)),
+                header: Arc::new(RwLock::new(header)),
                 cache: Arc::default(),
+                store: None,
+                leases: Leases::default(),
             })
         })
     }
@@ -459,20 +486,173 @@ impl Vault {
             }
         })?;
         let vault = Vault {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
             access,
             guard,
-            keyring: RwLock::new(Arc::new(ring)),
-            kek: RwLock::new(kek),
-            header: RwLock::new(header),
+            keyring: Arc::new(RwLock::new(Arc::new(ring))),
+            kek: Arc::new(RwLock::new(kek)),
+            header: Arc::new(RwLock::new(header)),
             cache: Arc::default(),
+            store: None,
+            leases: Leases::default(),
         };
         if format < FORMAT_VERSION {
             // A read-only session migrates its memory view only.
             vault.migrate(format)?;
         }
         Ok(vault)
+    }
+
+    /// Creates a new vault in the shared PostgreSQL store of `cfg` (SPEC §12): applies
+    /// the schema migrations, then writes the header. Refuses a database that already
+    /// holds a vault (nothing is written then).
+    pub fn init_store(cfg: &pg::StoreConfig, passphrase: &Secret, kdf: KdfParams) -> Result<Vault> {
+        if passphrase.is_empty() {
+            return Err(Error::invalid("passphrase", "must not be empty"));
+        }
+        let store = pg::Store::connect(cfg)?;
+        store.migrate()?;
+        let kek = kdf.derive(passphrase.expose().as_bytes())?;
+        let ring = Keyring::generate(FORMAT_VERSION);
+        let header = Header {
+            kdf,
+            keyring: ring.wrap(&kek),
+            created_at: now(),
+            passphrase_changed_at: None,
+            rekeyed_at: None,
+        };
+        if !store.init_meta(FORMAT_VERSION.to_be_bytes().to_vec(), encode(&header))? {
+            return Err(Error::StoreExists {
+                url: cfg.display().to_owned(),
+            });
+        }
+        Self::attach(store, ring, kek, header, Access::ReadWrite)
+    }
+
+    /// Opens and unlocks the vault in the shared store of `cfg`. A session that may write
+    /// applies pending schema migrations first; a read-only one refuses an older schema.
+    pub fn open_store(cfg: &pg::StoreConfig, passphrase: &Secret, access: Access) -> Result<Vault> {
+        let store = pg::Store::connect(cfg)?;
+        let no_vault = || Error::NoStoreVault {
+            url: cfg.display().to_owned(),
+        };
+        match access {
+            Access::ReadWrite => {
+                store.migrate()?;
+            }
+            Access::ReadOnly => {
+                let v = store.schema_version()?;
+                if v == 0 {
+                    return Err(no_vault());
+                }
+                if v < pg::schema::latest() {
+                    return Err(Error::StoreUnavailable {
+                        reason: format!(
+                            "the database has schema version {v}, older than this tokenvault's {}; run a command that changes the vault (or start `tokenvault serve`) once to migrate it",
+                            pg::schema::latest()
+                        ),
+                    });
+                }
+            }
+        }
+        let meta = store.read_rows(vec![
+            (pg::Table::Meta, "format_version".into()),
+            (pg::Table::Meta, "header".into()),
+        ])?;
+        let value = |k: &str| {
+            meta.iter()
+                .find(|(_, key, _)| key == k)
+                .and_then(|(_, _, v)| v.clone())
+        };
+        let path = PathBuf::from(cfg.display());
+        let (Some(format), Some(header)) = (value("format_version"), value("header")) else {
+            return Err(no_vault());
+        };
+        let format = <[u8; 4]>::try_from(format.as_slice())
+            .map(u32::from_be_bytes)
+            .map_err(|_| corrupt(&path, "format version unreadable"))?;
+        if format > FORMAT_VERSION {
+            return Err(Error::TooNew {
+                path,
+                found: format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header: Header =
+            rmp_serde::from_slice(&header).map_err(|_| corrupt(&path, "header unreadable"))?;
+        let kek = header.kdf.derive(passphrase.expose().as_bytes())?;
+        let ring = Keyring::unwrap(&kek, &header.keyring, format)
+            .ok_or(Error::WrongPassphrase { path })?;
+        let mut vault = Self::attach(store, ring, kek, header, access)?;
+        if format < FORMAT_VERSION {
+            let access = vault.access;
+            vault.access = Access::ReadWrite;
+            let r = vault.migrate(format);
+            vault.access = access;
+            r?;
+        }
+        Ok(vault)
+    }
+
+    /// A vault mirroring `store` in memory: the listener first (so nothing committed after
+    /// the load is missed), then the full load, then the applier thread.
+    fn attach(
+        store: Arc<pg::Store>,
+        ring: Keyring,
+        kek: Kek,
+        header: Header,
+        access: Access,
+    ) -> Result<Vault> {
+        let path = PathBuf::from(store.config().display());
+        let (db, control) = guard_open(&path, || {
+            let (view, control) = overlay::Overlay::new(None, overlay::Mode::Memory, false)
+                .map_err(|e| Error::io("cannot make the vault's mirror in memory", e))?;
+            let db = redb::Builder::new()
+                .create_with_backend(view)
+                .map_err(|e| map_db_error(&path, e))?;
+            Self::create_tables(&db, &header)?;
+            Ok((db, control))
+        })?;
+        let vault = Vault {
+            db: Arc::new(db),
+            path: path.clone(),
+            access,
+            guard: Guard::new(&path, control),
+            keyring: Arc::new(RwLock::new(Arc::new(ring))),
+            kek: Arc::new(RwLock::new(kek)),
+            header: Arc::new(RwLock::new(header)),
+            cache: Arc::default(),
+            store: Some(Attached(store.clone())),
+            leases: Leases::default(),
+        };
+        let (notices, inbox) = std::sync::mpsc::channel();
+        store.set_resync(notices.clone());
+        pg::listen::start(&store, notices)?;
+        let shared = mirror::Shared {
+            db: vault.db.clone(),
+            cache: vault.cache.clone(),
+            keyring: vault.keyring.clone(),
+            kek: vault.kek.clone(),
+            header: vault.header.clone(),
+            store,
+        };
+        vault.guard.run(|| mirror::reload_all(&shared))?;
+        std::thread::Builder::new()
+            .name("tokenvault-store-apply".into())
+            .spawn(move || mirror::run_applier(shared, inbox))
+            .map_err(|e| Error::io("cannot start the store's applier thread", e))?;
+        Ok(vault)
+    }
+
+    /// The shared store's URL (without password), if this vault lives in PostgreSQL.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.as_ref().map(|a| a.0.config().display())
+    }
+
+    /// The shared store, for claims and status (`None` for a vault file).
+    pub fn store(&self) -> Option<&Arc<pg::Store>> {
+        self.store.as_ref().map(|a| &a.0)
     }
 
     /// Reads format version and header without writing the file (no integrity check, no
@@ -504,6 +684,7 @@ impl Vault {
             // no older formats exist yet
             _ => {}
         }
+        tx.wrote(pg::Table::Meta, "format_version");
         tx.guard.clone().run(|| {
             let mut meta = tx.txn.open_table(META)?;
             meta.insert("format_version", FORMAT_VERSION.to_be_bytes().as_slice())?;
@@ -523,17 +704,11 @@ impl Vault {
 
     pub fn header(&self) -> Header {
         // A poisoned lock means a panic mid-update of plain data; the value is still whole.
-        self.header
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.header.read_or_recover().clone()
     }
 
     fn ring(&self) -> Arc<Keyring> {
-        self.keyring
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.keyring.read_or_recover().clone()
     }
 
     pub fn current_term(&self) -> u32 {
@@ -548,25 +723,17 @@ impl Vault {
     /// The cache generation; take it before the read transaction whose result you may
     /// `cache_insert`.
     pub fn cache_generation(&self) -> u64 {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .generation
+        self.cache.lock_or_recover().generation
     }
 
     /// The opened token of connection `key`, if cached.
     pub fn cached_token(&self, key: &str) -> Option<CachedToken> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .get(key)
-            .cloned()
+        self.cache.lock_or_recover().map.get(key).cloned()
     }
 
     /// Caches what was read, unless a commit happened since `generation` was taken.
     pub fn cache_insert(&self, generation: u64, key: &str, entry: CachedToken) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache.lock_or_recover();
         if c.generation != generation {
             return;
         }
@@ -577,7 +744,7 @@ impl Vault {
     }
 
     fn cache_clear(&self) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache.lock_or_recover();
         c.generation += 1;
         c.map.clear();
     }
@@ -588,6 +755,7 @@ impl Vault {
                 txn: self.db.begin_read()?,
                 ring: self.ring(),
                 guard: self.guard.clone(),
+                store: self.store.as_ref().map(|a| a.0.clone()),
             })
         })
     }
@@ -612,6 +780,10 @@ impl Vault {
                 cache: self.cache.clone(),
                 touched: RefCell::default(),
                 guard: self.guard.clone(),
+                store: self.store.as_ref().map(|a| a.0.clone()),
+                leases: self.leases.clone(),
+                writes: RefCell::default(),
+                audit_rows: RefCell::default(),
             })
         })
     }
@@ -646,8 +818,8 @@ impl Vault {
         let tx = self.write()?;
         tx.put_header(&header)?;
         tx.commit()?;
-        *self.header.write().unwrap_or_else(|p| p.into_inner()) = header;
-        *self.kek.write().unwrap_or_else(|p| p.into_inner()) = kek;
+        *self.header.write_or_recover() = header;
+        *self.kek.write_or_recover() = kek;
         Ok(())
     }
 
@@ -657,7 +829,7 @@ impl Vault {
     pub fn rekey(&self) -> Result<(u32, usize)> {
         let mut header = self.header();
         let old = self.ring();
-        let kek = self.kek.read().unwrap_or_else(|p| p.into_inner());
+        let kek = self.kek.read_or_recover();
         let mut next = Keyring::unwrap(&kek, &header.keyring, FORMAT_VERSION)
             .ok_or_else(|| Error::Internal("the keyring in the header no longer opens".into()))?;
         let term = next.add_term();
@@ -694,6 +866,19 @@ impl Vault {
                         .collect()
                 },
             )?;
+            if tx.store.is_some() {
+                let mut w = tx.writes.borrow_mut();
+                for (def, t) in [
+                    (CLIENTS, pg::Table::Clients),
+                    (CONNECTIONS, pg::Table::Connections),
+                    (APPLE_KEYS, pg::Table::AppleKeys),
+                ] {
+                    for e in txn.open_table(def)?.iter()? {
+                        w.push((t, e?.0.value().to_owned()));
+                    }
+                }
+                w.push((pg::Table::Meta, "header".to_owned()));
+            }
             header.keyring = next.wrap(&kek);
             header.rekeyed_at = Some(now());
             let mut meta = txn.open_table(META)?;
@@ -703,8 +888,8 @@ impl Vault {
         tx.commit()?;
         self.cache_clear();
         drop(kek);
-        *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = next;
-        *self.header.write().unwrap_or_else(|p| p.into_inner()) = header;
+        *self.keyring.write_or_recover() = next;
+        *self.header.write_or_recover() = header;
         Ok((term, count))
     }
 
@@ -716,7 +901,13 @@ impl Vault {
                 ("tenants", r.open_table(TENANTS)?.len()?),
                 ("clients", r.open_table(CLIENTS)?.len()?),
                 ("connections", r.open_table(CONNECTIONS)?.len()?),
-                ("audit", r.open_table(AUDIT)?.len()?),
+                (
+                    "audit",
+                    match &self.store {
+                        Some(a) => a.0.audit_count()?,
+                        None => r.open_table(AUDIT)?.len()?,
+                    },
+                ),
                 ("tenant_keys", r.open_table(TENANT_KEYS)?.len()?),
                 ("grants", r.open_table(GRANTS)?.len()?),
                 ("apple_keys", r.open_table(APPLE_KEYS)?.len()?),
@@ -728,6 +919,15 @@ impl Vault {
     /// and (in a read-only session) reach only memory.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+}
+
+fn lease_lost(keys: &[String]) -> Error {
+    Error::StoreUnavailable {
+        reason: format!(
+            "this node's lease on {} ran out and another node took the connection over, so this node's result was not saved (the other node's is kept)",
+            keys.join(", ")
+        ),
     }
 }
 
@@ -951,6 +1151,13 @@ macro_rules! read_api {
 
         /// Audit records after `since` (unix seconds), optionally of one tenant.
         pub fn audit(&self, tenant: Option<&str>, since: i64) -> Result<Vec<AuditRecord>> {
+            if let Some(store) = &self.store {
+                return store
+                    .audit(tenant.map(str::to_owned), since)?
+                    .into_iter()
+                    .map(|(id, v)| decode("audit", &id.to_string(), &v))
+                    .collect();
+            }
             self.guard.run(|| {
                 let t = self.txn.open_table(AUDIT)?;
                 let mut out = Vec::new();
@@ -974,6 +1181,15 @@ macro_rules! read_api {
             &self,
             mut f: impl FnMut(u64, AuditRecord) -> Result<bool>,
         ) -> Result<()> {
+            if let Some(store) = &self.store {
+                for (id, v) in store.audit(None, i64::MIN)? {
+                    let seq = id.max(0) as u64;
+                    if !f(seq, decode("audit", &seq.to_string(), &v)?)? {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
             self.guard.run(|| {
                 let t = self.txn.open_table(AUDIT)?;
                 for e in t.iter()? {
@@ -1080,6 +1296,8 @@ pub struct Rx {
     txn: redb::ReadTransaction,
     ring: Arc<Keyring>,
     guard: Arc<Guard>,
+    /// On the shared store: the audit log is read from PostgreSQL (it is not mirrored).
+    store: Option<Arc<pg::Store>>,
 }
 
 impl std::fmt::Debug for Rx {
@@ -1100,6 +1318,13 @@ pub struct Tx {
     /// Connection keys written by this transaction, dropped from the cache at commit.
     touched: RefCell<Vec<String>>,
     guard: Arc<Guard>,
+    /// On the shared store: where `commit` sends the rows first.
+    store: Option<Arc<pg::Store>>,
+    /// Every (table, key) this transaction wrote, for the store.
+    writes: RefCell<Vec<(pg::Table, String)>>,
+    leases: Leases,
+    /// Audit records to append (on the store they go to PostgreSQL only).
+    audit_rows: RefCell<Vec<AuditRecord>>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -1114,14 +1339,67 @@ impl Tx {
     /// Applies everything atomically; with `Durability::Immediate`, on disk when it returns.
     /// The first commit of a session is also the first write that reaches the file (it
     /// arms the session's view; see the module documentation).
+    ///
+    /// On the shared store the rows this transaction wrote go to PostgreSQL first, in one
+    /// transaction that also notifies the other nodes; only then does the mirror commit.
+    /// If PostgreSQL fails, nothing is written anywhere and the caller gets
+    /// `Error::StoreUnavailable`.
     pub fn commit(self) -> Result<()> {
+        let lost = self.commit_lost()?;
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(lease_lost(&lost))
+        }
+    }
+
+    /// `commit`, for the refresh group commit: a connection this node holds a lease on is
+    /// written only while the lease is still its own (fenced by the lease token). Returns
+    /// those whose lease was lost to another node: their rows were not written (and the
+    /// mirror re-reads them); every other row was committed.
+    pub fn commit_lost(self) -> Result<Vec<String>> {
         let Tx {
             txn,
             cache,
             touched,
             guard,
+            store,
+            writes,
+            audit_rows,
+            leases,
             ..
         } = self;
+        let mut lost = Vec::new();
+        if let Some(store) = &store {
+            let mut keys = writes.into_inner();
+            keys.sort();
+            keys.dedup();
+            let batch = guard.run(|| {
+                let mut b = pg::Batch::default();
+                for (t, k) in &keys {
+                    b.rows.push(mirror::row_of(&txn, *t, k)?);
+                }
+                {
+                    let held = leases.lock_or_recover();
+                    for (t, k) in &keys {
+                        if *t == pg::Table::Connections
+                            && let Some(token) = held.get(k)
+                        {
+                            b.fences.insert(k.clone(), token.clone());
+                        }
+                    }
+                }
+                for a in audit_rows.into_inner() {
+                    b.audit.push(pg::AuditRow {
+                        at: a.at,
+                        tenant: a.tenant.clone(),
+                        value: encode(&a),
+                    });
+                }
+                Ok(b)
+            })?;
+            lost = store.commit(batch)?;
+        }
         guard.run(|| {
             guard.control.arm().map_err(|e| {
                 Error::io(
@@ -1133,15 +1411,48 @@ impl Tx {
             Ok(())
         })?;
         let touched = touched.into_inner();
-        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = cache.lock_or_recover();
         c.generation += 1;
         for k in &touched {
             c.map.remove(k);
         }
-        Ok(())
+        drop(c);
+        if !lost.is_empty() {
+            if let Some(store) = &store {
+                store.resync(&lost);
+            }
+            let mut held = leases.lock_or_recover();
+            for k in &lost {
+                held.remove(k);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Connection keys this transaction has written so far (the group commit maps them
+    /// back to its jobs).
+    pub fn touched_count(&self) -> usize {
+        self.touched.borrow().len()
+    }
+
+    /// The connection keys written since `touched_count` returned `from`.
+    pub fn touched_since(&self, from: usize) -> Vec<String> {
+        self.touched
+            .borrow()
+            .get(from..)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    /// Notes a write of (table, key) for the shared store.
+    fn wrote(&self, table: pg::Table, key: &str) {
+        if self.store.is_some() {
+            self.writes.borrow_mut().push((table, key.to_owned()));
+        }
     }
 
     fn put_header(&self, header: &Header) -> Result<()> {
+        self.wrote(pg::Table::Meta, "header");
         self.guard.run(|| {
             let mut meta = self.txn.open_table(META)?;
             meta.insert("header", encode(header).as_slice())?;
@@ -1150,6 +1461,7 @@ impl Tx {
     }
 
     pub fn put_tenant(&self, name: &str, rec: &TenantRecord) -> Result<()> {
+        self.wrote(pg::Table::Tenants, name);
         self.guard.run(|| {
             self.txn
                 .open_table(TENANTS)?
@@ -1169,6 +1481,20 @@ impl Tx {
             for (_, p, _) in self.clients(Some(name))? {
                 self.remove_client(name, &p)?;
             }
+            if self.store.is_some() {
+                // The store needs the keys the `retain`s below remove.
+                for (id, _) in self.tenant_keys(Some(name))? {
+                    self.wrote(pg::Table::TenantKeys, &id);
+                }
+                for (uid, t) in self.grants()? {
+                    if t == name {
+                        self.wrote(pg::Table::Grants, &uid.to_string());
+                    }
+                }
+                for rec in self.apple_keys(name)? {
+                    self.wrote(pg::Table::AppleKeys, &format!("{name}/{}", rec.key_id));
+                }
+            }
             {
                 let mut keys = self.txn.open_table(TENANT_KEYS)?;
                 keys.retain(|_, v| {
@@ -1181,6 +1507,7 @@ impl Tx {
                 let mut apple = self.txn.open_table(APPLE_KEYS)?;
                 apple.retain(|k, _| !k.starts_with(&prefix))?;
             }
+            self.wrote(pg::Table::Tenants, name);
             self.txn.open_table(TENANTS)?.remove(name)?;
             Ok(conns.len())
         })
@@ -1197,6 +1524,7 @@ impl Tx {
     ) -> Result<()> {
         self.guard.run(|| {
             let key = format!("{tenant}/{provider}");
+            self.wrote(pg::Table::Clients, &key);
             if let Some(s) = secret {
                 rec.secret = Some(self.ring.seal(names::CLIENTS, &key, s.expose().as_bytes()));
             }
@@ -1210,6 +1538,7 @@ impl Tx {
     pub fn remove_client(&self, tenant: &str, provider: &str) -> Result<bool> {
         self.guard.run(|| {
             let key = format!("{tenant}/{provider}");
+            self.wrote(pg::Table::Clients, &key);
             Ok(self
                 .txn
                 .open_table(CLIENTS)?
@@ -1234,6 +1563,7 @@ impl Tx {
     pub fn put_connection(&self, key: &str, rec: &ConnectionRecord) -> Result<()> {
         self.guard.run(|| {
             self.touched.borrow_mut().push(key.to_owned());
+            self.wrote(pg::Table::Connections, key);
             let mut t = self.txn.open_table(CONNECTIONS)?;
             let old_due = match t.insert(key, encode(rec).as_slice())? {
                 Some(old) => rmp_serde::from_slice::<ConnectionRecord>(old.value())
@@ -1257,6 +1587,7 @@ impl Tx {
     pub fn remove_connection(&self, key: &str) -> Result<Option<ConnectionRecord>> {
         self.guard.run(|| {
             self.touched.borrow_mut().push(key.to_owned());
+            self.wrote(pg::Table::Connections, key);
             let mut t = self.txn.open_table(CONNECTIONS)?;
             let old: Option<ConnectionRecord> = match t.remove(key)? {
                 Some(g) => rmp_serde::from_slice(g.value()).ok(),
@@ -1270,6 +1601,11 @@ impl Tx {
     }
 
     pub fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
+        if self.store.is_some() {
+            // PostgreSQL numbers the records (a bigserial shared by every node).
+            self.audit_rows.borrow_mut().push(rec.clone());
+            return Ok(());
+        }
         self.guard.run(|| {
             let mut t = self.txn.open_table(AUDIT)?;
             let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
@@ -1279,6 +1615,7 @@ impl Tx {
     }
 
     pub fn put_tenant_key(&self, id: &str, rec: &TenantKeyRecord) -> Result<()> {
+        self.wrote(pg::Table::TenantKeys, id);
         self.guard.run(|| {
             self.txn
                 .open_table(TENANT_KEYS)?
@@ -1288,6 +1625,7 @@ impl Tx {
     }
 
     pub fn put_grant(&self, uid: u32, tenant: &str) -> Result<()> {
+        self.wrote(pg::Table::Grants, &uid.to_string());
         self.guard.run(|| {
             self.txn.open_table(GRANTS)?.insert(uid, tenant)?;
             Ok(())
@@ -1295,6 +1633,7 @@ impl Tx {
     }
 
     pub fn remove_grant(&self, uid: u32) -> Result<bool> {
+        self.wrote(pg::Table::Grants, &uid.to_string());
         self.guard
             .run(|| Ok(self.txn.open_table(GRANTS)?.remove(uid)?.is_some()))
     }
@@ -1308,6 +1647,7 @@ impl Tx {
     ) -> Result<()> {
         self.guard.run(|| {
             let key = format!("{tenant}/{}", rec.key_id);
+            self.wrote(pg::Table::AppleKeys, &key);
             if let Some(der) = der {
                 rec.private_key = self.ring.seal(names::APPLE_KEYS, &key, der);
             }

@@ -29,6 +29,7 @@
 //! (a file this user may only read), the backend reports locking unsupported, which redb
 //! accepts in its default single-writer mode.
 
+use crate::sync::LockExt;
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 use std::collections::BTreeMap;
@@ -125,7 +126,7 @@ fn out_of_range() -> io::Error {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_or_recover()
     }
 
     fn file(&self) -> io::Result<&FileBackend> {

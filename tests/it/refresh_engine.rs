@@ -407,6 +407,7 @@ impl tokenvault::client::connect::ConnectUi for Steps {
         self.0.push(format!("{step:?}"));
     }
 
+    #[allow(clippy::manual_async_fn)] // the trait asks for a `Send` future
     fn paste(&mut self) -> impl std::future::Future<Output = tokenvault::Result<Secret>> + Send {
         async {
             Err(tokenvault::Error::Internal(

@@ -273,6 +273,7 @@ impl Fake {
             failures_last_hour: 2,
             healthy: false,
             last_backup: None,
+            store: None,
             problems: vec![],
             daemon_process: None,
         }

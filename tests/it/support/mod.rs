@@ -6,6 +6,7 @@ pub mod apple;
 pub mod browser;
 pub mod fake_provider;
 pub mod other_uid;
+pub mod postgres;
 pub mod webhook;
 
 use assert_cmd::Command;
