@@ -6,30 +6,35 @@
 //! field is the tag. `TagOf` is a serializer that accepts exactly that first field,
 //! records its string and stops: no value of the request (a token, a secret) is visited.
 
-use crate::sync::LockExt;
 use serde::Serialize;
 use serde::ser::{self, Impossible};
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
 
 /// The tag of `value` (its first field, when that is a string), interned as `&'static`.
 /// `None` when `value` is not an internally tagged enum.
 pub fn tag_of<T: Serialize>(value: &T) -> Option<&'static str> {
     let mut found = None;
     let _ = value.serialize(TagOf { found: &mut found });
-    found.map(intern)
+    found
 }
 
-/// Tags are a closed, small set (the variant names), so each is leaked once.
-fn intern(s: String) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES.get_or_init(Default::default).lock_or_recover();
-    if let Some(n) = names.get(s.as_str()) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(s.into_boxed_str());
-    names.insert(leaked);
-    leaked
+thread_local! {
+    /// Tags seen by this thread. Tags are a closed, small set (the variant names), so each
+    /// is leaked once per thread; a lookup takes no lock and allocates nothing, which keeps
+    /// `Request::op` off the cost of every `get`.
+    static NAMES: RefCell<HashSet<&'static str>> = RefCell::default();
+}
+
+fn intern(s: &str) -> &'static str {
+    NAMES.with(|names| {
+        if let Some(n) = names.borrow().get(s) {
+            return *n;
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        names.borrow_mut().insert(leaked);
+        leaked
+    })
 }
 
 #[derive(Debug)]
@@ -48,11 +53,11 @@ impl ser::Error for Stop {
 }
 
 struct TagOf<'a> {
-    found: &'a mut Option<String>,
+    found: &'a mut Option<&'static str>,
 }
 
 /// Serialises a string and nothing else.
-struct Str<'a>(&'a mut Option<String>);
+struct Str<'a>(&'a mut Option<&'static str>);
 
 macro_rules! refuse {
     ($($name:ident: $ty:ty),*) => {
@@ -72,7 +77,7 @@ impl<'a> ser::Serializer for Str<'a> {
     type SerializeStructVariant = Impossible<(), Stop>;
 
     fn serialize_str(self, v: &str) -> Result<(), Stop> {
-        *self.0 = Some(v.to_owned());
+        *self.0 = Some(intern(v));
         Err(Stop)
     }
     refuse!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
@@ -147,7 +152,7 @@ impl<'a> ser::Serializer for Str<'a> {
 }
 
 /// The first field of a struct or map: the tag.
-struct First<'a>(&'a mut Option<String>);
+struct First<'a>(&'a mut Option<&'static str>);
 
 impl ser::SerializeStruct for First<'_> {
     type Ok = ();
