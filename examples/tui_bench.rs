@@ -21,7 +21,13 @@
 //!    on the pane (capture-pane polled every 5 ms, so ±5 ms), then 60 idle seconds: the TUI
 //!    process's CPU (utime+stime from /proc) and its RSS.
 //!
-//! Needs tmux for part 3 (skipped with a note otherwise). Figures go to docs/performance.md.
+//! 4. The daemon's `get` p99 (one client, sequential, over the socket) with nothing else
+//!    attached, against the same with the real `tokenvault tui` (in tmux) and 10 `watch`
+//!    connections reading the event stream attached; the two alternate, `TUI_BENCH_ROUNDS`
+//!    times each (medians of the rounds' p99, and their ratio).
+//!
+//! Needs tmux for parts 3 and 4 (skipped with a note otherwise). Figures go to
+//! docs/performance.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -248,12 +254,15 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn in_tmux(dir: &Path, n: usize) {
-    if !std::process::Command::new("sh")
+fn have_tmux() -> bool {
+    std::process::Command::new("sh")
         .args(["-c", "command -v tmux"])
         .output()
         .is_ok_and(|o| o.status.success())
-    {
+}
+
+fn in_tmux(dir: &Path, n: usize) {
+    if !have_tmux() {
         println!("tmux not installed: the real-terminal figures are skipped");
         return;
     }
@@ -261,47 +270,7 @@ fn in_tmux(dir: &Path, n: usize) {
     let mut firsts = Vec::new();
     let mut pid = 0;
     for round in 0..3 {
-        let _ = tmux(&sock).arg("kill-server").status();
-        let mut c = tmux(&sock);
-        c.args([
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            "-s",
-            "b",
-        ]);
-        let mut e = std::process::Command::new("true");
-        env(&mut e, dir);
-        for (k, v) in e.get_envs() {
-            if let Some(v) = v {
-                c.arg("-e")
-                    .arg(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
-            }
-        }
-        let t0 = Instant::now();
-        c.arg(format!("exec {} tui", bin().display()));
-        assert!(c.status().unwrap().success());
-        let want = format!("of {n}");
-        loop {
-            let out = tmux(&sock)
-                .args(["capture-pane", "-p", "-t", "b"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains(&want) {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "the TUI never showed the list"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        firsts.push(t0.elapsed());
+        firsts.push(start_tui(&sock, dir, n));
         let out = tmux(&sock)
             .args(["display", "-p", "-t", "b", "#{pane_pid}"])
             .output()
@@ -357,6 +326,134 @@ fn in_tmux(dir: &Path, n: usize) {
     let _ = tmux(&sock).args(["send-keys", "-t", "b", "q"]).status();
     std::thread::sleep(Duration::from_millis(300));
     let _ = tmux(&sock).arg("kill-server").status();
+}
+
+/// Starts the real `tokenvault tui` in a detached tmux session (120×40) and waits until
+/// the list is on the pane; returns that time (process start included, ±5 ms: the pane
+/// is polled every 5 ms).
+fn start_tui(sock: &Path, dir: &Path, n: usize) -> Duration {
+    let _ = tmux(sock).arg("kill-server").status();
+    let mut c = tmux(sock);
+    c.args([
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-s",
+        "b",
+    ]);
+    let mut e = std::process::Command::new("true");
+    env(&mut e, dir);
+    for (k, v) in e.get_envs() {
+        if let Some(v) = v {
+            c.arg("-e")
+                .arg(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+        }
+    }
+    c.arg(format!("exec {} tui", bin().display()));
+    let t0 = Instant::now();
+    assert!(c.status().unwrap().success());
+    let want = format!("of {n}");
+    loop {
+        let out = tmux(sock)
+            .args(["capture-pane", "-p", "-t", "b"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(&want) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the TUI never showed the list"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One `get` round: `n` sequential gets on one socket connection, after 200 to warm up;
+/// returns the round's p99.
+fn get_round(socket: &Path, keys: &[String], n: usize) -> Duration {
+    use std::io::{BufRead, BufReader, Write};
+    let w = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let mut w = w;
+    let mut line = String::new();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..(n + 200) {
+        let k = &keys[i % keys.len()];
+        let req = format!("{{\"op\":\"get\",\"connection\":\"{k}\"}}\n");
+        let t = Instant::now();
+        w.write_all(req.as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if i >= 200 {
+            out.push(t.elapsed());
+        }
+        assert!(line.contains("\"ok\":true"), "{line}");
+    }
+    out.sort();
+    out[(out.len() * 99 / 100).min(out.len() - 1)]
+}
+
+/// A `watch` connection that reads (and counts) every event line until it is shut down.
+fn watcher(socket: &Path) -> (std::os::unix::net::UnixStream, std::thread::JoinHandle<u64>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut w = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    w.write_all(b"{\"op\":\"watch\",\"id\":1}\n").unwrap();
+    let r = BufReader::new(w.try_clone().unwrap());
+    let h = std::thread::spawn(move || {
+        let mut lines = 0;
+        for l in r.lines() {
+            if l.is_err() {
+                break;
+            }
+            lines += 1;
+        }
+        lines
+    });
+    (w, h)
+}
+
+fn get_with_watchers(dir: &Path, socket: &Path, n: usize) {
+    if !have_tmux() {
+        println!("tmux not installed: the get-with-watchers figures are skipped");
+        return;
+    }
+    let sock = dir.join("tmux-get.sock");
+    // 1 000 distinct connections, every one cached after its first get
+    let keys: Vec<String> = (0..1000.min(n))
+        .map(|j| format!("t{:02}/spotify/user{j:07}", j % 20))
+        .collect();
+    let per = 20_000;
+    let (mut alone, mut attached, mut events) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds() {
+        alone.push(get_round(socket, &keys, per));
+        let _ = start_tui(&sock, dir, n);
+        let ws: Vec<_> = (0..10).map(|_| watcher(socket)).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        attached.push(get_round(socket, &keys, per));
+        // let the hand-out summary of the round reach the watchers before they go
+        std::thread::sleep(Duration::from_millis(1500));
+        for (w, h) in ws {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            events += h.join().unwrap();
+        }
+        let _ = tmux(&sock).args(["send-keys", "-t", "b", "q"]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = tmux(&sock).arg("kill-server").status();
+    }
+    let (a, b) = (median(alone), median(attached));
+    println!(
+        "get p99, nothing attached: median {:.1} us; with the TUI and 10 watchers: median {:.1} us; ratio {:.2}x (goal <= 1.2x; {} rounds of {per} gets; the watchers read {events} lines)",
+        a.as_secs_f64() * 1e6,
+        b.as_secs_f64() * 1e6,
+        b.as_secs_f64() / a.as_secs_f64(),
+        rounds(),
+    );
 }
 
 fn main() {
@@ -417,6 +514,7 @@ fn main() {
     }
     rt.block_on(in_process(&socket, n));
     in_tmux(d, n);
+    get_with_watchers(d, &socket, n);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

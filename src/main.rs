@@ -60,8 +60,18 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let serve = matches!(cli.command, Command::Serve { .. });
-    // The TUI owns the terminal: a log line on stderr would draw over its screen.
-    if !matches!(cli.command, Command::Tui) {
+    // The TUI owns the terminal: a log line on stderr would draw over its screen. So
+    // `tui`, and `demo` with its TUI (whose daemon runs in this process), log nothing;
+    // what the daemon does shows in the TUI as events.
+    let owns_terminal = matches!(
+        cli.command,
+        Command::Tui
+            | Command::Demo {
+                headless: false,
+                ..
+            }
+    );
+    if !owns_terminal {
         init_logging(cli.global.log_format, cli.global.verbose, serve);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

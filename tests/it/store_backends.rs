@@ -2,7 +2,8 @@
 //! PostgreSQL store alike (`support::postgres::Backend::both`): records survive a reopen,
 //! secrets open only with the right passphrase and only under their own key, `passwd`
 //! and `rekey` keep every record, removals remove, an uncommitted transaction changes
-//! nothing, and the audit log keeps what was done.
+//! nothing, the audit log keeps what was done, and a backup of either restores into the
+//! other. On PostgreSQL alone: `rekey` and `passwd` on one node while another runs.
 
 use crate::support::postgres::{Backend, eventually};
 use crate::support::*;
@@ -60,6 +61,11 @@ async fn put(e: &tokenvault::Engine, c: &str, token: &str) {
     )
     .await
     .unwrap();
+}
+
+/// Whether `e`'s vault holds connection `c` (another node's commit arrives by `NOTIFY`).
+fn has_connection(e: &tokenvault::Engine, c: &str) -> bool {
+    e.vault().read().unwrap().connection(c).unwrap().is_some()
 }
 
 async fn get(e: &tokenvault::Engine, c: &str) -> tokenvault::Result<String> {
@@ -299,13 +305,7 @@ fn another_node_sees_a_commit_and_drops_its_cached_token() {
         let other = b.engine();
         seed(&a, "first").await;
         eventually("node B sees node A's connection", || {
-            other
-                .vault()
-                .read()
-                .unwrap()
-                .connection("acme/spotify/alice")
-                .unwrap()
-                .is_some()
+            has_connection(&other, "acme/spotify/alice")
         });
         assert_eq!(get(&other, "acme/spotify/alice").await.unwrap(), "first");
         assert!(
@@ -334,5 +334,179 @@ fn another_node_sees_a_commit_and_drops_its_cached_token() {
                 .unwrap()
                 .is_some()
         });
+    });
+}
+
+#[test]
+fn a_backup_of_either_store_restores_into_the_other_and_verifies() {
+    use crate::support::backup::identity;
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (_id, id_text, recipient) = identity();
+    for (from, to) in [
+        (Backend::file(), Backend::pg()),
+        (Backend::pg(), Backend::file()),
+    ] {
+        let what = format!("{} → {}", from.name(), to.name());
+        rt.block_on(async {
+            let src = from.engine();
+            seed(&src, "tok-backed-up").await;
+            let path = dir.path().join(format!("{}.age", from.name()));
+            let r = call(
+                &src,
+                Request::BackupExport {
+                    path: path.display().to_string(),
+                    tenant: None,
+                    recipients: vec![recipient.clone()],
+                    passphrase: None,
+                    include_audit: false,
+                },
+            )
+            .await
+            .unwrap();
+            let Response::Backup(report) = r else {
+                panic!("{what}: {r:?}")
+            };
+            assert_eq!(
+                report.counts.get("connections"),
+                Some(&1),
+                "{what}: {report:?}"
+            );
+            let unlock = || Some(Secret::new(id_text.clone()));
+            call(
+                &src,
+                Request::BackupVerify {
+                    path: path.display().to_string(),
+                    identity: unlock(),
+                    passphrase: None,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
+            let dst = to.engine();
+            call(
+                &dst,
+                Request::BackupRestore {
+                    path: path.display().to_string(),
+                    identity: unlock(),
+                    passphrase: None,
+                    tenant: None,
+                    replace: false,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: restore: {e}"));
+            assert_eq!(
+                get(&dst, "acme/spotify/alice").await.unwrap(),
+                "tok-backed-up",
+                "{what}"
+            );
+            // a second restore without `replace` refuses the existing tenant, changing nothing
+            let again = call(
+                &dst,
+                Request::BackupRestore {
+                    path: path.display().to_string(),
+                    identity: unlock(),
+                    passphrase: None,
+                    tenant: None,
+                    replace: false,
+                },
+            )
+            .await;
+            assert!(again.is_err(), "{what}: {again:?}");
+            // on PostgreSQL, another node sees what the restore wrote
+            if to.name() == "postgres" {
+                let other = to.engine();
+                assert_eq!(
+                    get(&other, "acme/spotify/alice").await.unwrap(),
+                    "tok-backed-up",
+                    "{what}: another node"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn a_rekey_on_one_node_is_taken_online_by_the_other() {
+    let rt = rt();
+    let b = Backend::pg();
+    rt.block_on(async {
+        let a = b.engine();
+        let other = b.engine();
+        seed(&a, "before-rekey").await;
+        eventually("node B sees node A's connection", || {
+            has_connection(&other, "acme/spotify/alice")
+        });
+        assert_eq!(
+            get(&other, "acme/spotify/alice").await.unwrap(),
+            "before-rekey"
+        );
+        let (term, _) = a.vault().rekey().unwrap();
+        eventually("the other node takes the new key term", || {
+            other.vault().current_term() == term
+        });
+        // the other node reads what the rekey resealed, and seals under the new term
+        assert_eq!(
+            get(&other, "acme/spotify/alice").await.unwrap(),
+            "before-rekey"
+        );
+        put(&other, "acme/spotify/bob", "sealed-by-b").await;
+        eventually("A sees B's new connection", || {
+            a.vault()
+                .read()
+                .unwrap()
+                .connection("acme/spotify/bob")
+                .unwrap()
+                .is_some()
+        });
+        assert_eq!(get(&a, "acme/spotify/bob").await.unwrap(), "sealed-by-b");
+        // a node started later opens everything with the passphrase alone
+        let late = b.engine();
+        assert_eq!(late.vault().current_term(), term);
+        assert_eq!(get(&late, "acme/spotify/bob").await.unwrap(), "sealed-by-b");
+        assert_eq!(
+            get(&late, "acme/spotify/alice").await.unwrap(),
+            "before-rekey"
+        );
+    });
+}
+
+#[test]
+fn a_passwd_on_one_node_leaves_the_other_serving_and_writing() {
+    let rt = rt();
+    let b = Backend::pg();
+    rt.block_on(async {
+        let a = b.engine();
+        let other = b.engine();
+        seed(&a, "before-passwd").await;
+        eventually("node B sees node A's connection", || {
+            has_connection(&other, "acme/spotify/alice")
+        });
+        a.vault()
+            .change_passphrase(&Secret::new("the new passphrase 3"), None)
+            .unwrap();
+        // the other node keeps its keys (the data keys did not change) and goes on
+        put(&other, "acme/spotify/carol", "after-passwd").await;
+        eventually("A sees B's write", || {
+            a.vault()
+                .read()
+                .unwrap()
+                .connection("acme/spotify/carol")
+                .unwrap()
+                .is_some()
+        });
+        assert_eq!(get(&a, "acme/spotify/carol").await.unwrap(), "after-passwd");
+        assert_eq!(
+            b.open_with(PASSPHRASE).unwrap_err().exit_code(),
+            3,
+            "the old passphrase no longer opens the store"
+        );
+        let e = tokenvault::Engine::new(b.open_with("the new passphrase 3").unwrap());
+        assert_eq!(get(&e, "acme/spotify/carol").await.unwrap(), "after-passwd");
+        assert_eq!(
+            get(&e, "acme/spotify/alice").await.unwrap(),
+            "before-passwd"
+        );
     });
 }

@@ -1,7 +1,8 @@
 //! `tokenvault tui` end to end: the real binary in a real pseudo-terminal (tmux, 120×40)
 //! against a real `serve` whose provider is the fake one on 127.0.0.1. Keys are typed with
 //! `send-keys` and the screen read with `capture-pane`, as a person would: switch tabs,
-//! filter, refresh a connection and see its status change, activate an Apple key and see
+//! filter, see another client's put and refresh appear by themselves (live events over
+//! the daemon), refresh a connection and see its status change, activate an Apple key and see
 //! the old one `retiring`, export a backup and decrypt it with the `age` command, quit with
 //! `q` and find the shell's screen back.
 //!
@@ -223,6 +224,27 @@ fn the_tui_in_a_terminal_against_a_daemon() {
     tmux.keys(&["Escape"]);
     tmux.wait("all rows again", |s| rows(s) == 3);
 
+    // live events over the daemon: changes made by another client show with no key
+    let token = fp.new_family();
+    tv.cmd()
+        .args(["put", "acme/spotify/dave"])
+        .write_stdin(token.to_string())
+        .assert()
+        .success();
+    tmux.wait("dave appears by itself", |s| {
+        rows(s) == 4 && s.contains("acme/spotify/dave")
+    });
+    fp.script([Canned::InvalidGrant]);
+    // (its exit status is the refresh's business, tested elsewhere)
+    let _ = tv
+        .cmd()
+        .args(["refresh", "acme/spotify/bob"])
+        .output()
+        .unwrap();
+    tmux.wait("bob needs_reauth by itself", |s| {
+        line(s, "acme/spotify/bob").contains("needs_reauth")
+    });
+
     // refresh alice against the fake provider, which now refuses her grant
     fp.script([Canned::InvalidGrant]);
     tmux.keys(&["g", "r"]);
@@ -277,4 +299,59 @@ fn the_tui_in_a_terminal_against_a_daemon() {
         "the TUI's screen is gone:\n{s}"
     );
     assert!(s.contains("shell$"), "{s}");
+}
+
+/// `tokenvault demo` without `--headless`: the TUI on the demo's own daemon, following the
+/// story live (a revoked grant, a flaky provider) with no log line drawn over the screen,
+/// and `q` ends the whole demo with exit 0, its directory removed.
+#[test]
+fn the_demo_opens_the_tui_on_its_daemon() {
+    if !have("tmux") {
+        assert!(
+            std::env::var("TOKENVAULT_SKIP_TMUX").is_ok_and(|v| v == "1"),
+            "this test needs tmux (apt-get install tmux); set TOKENVAULT_SKIP_TMUX=1 to skip it"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let env = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), d.display().to_string()),
+        ("TERM".into(), "xterm-256color".into()),
+        ("TMPDIR".into(), tmp.display().to_string()),
+        (
+            "XDG_CONFIG_HOME".into(),
+            d.join("xdg-config").display().to_string(),
+        ),
+        (
+            "XDG_RUNTIME_DIR".into(),
+            d.join("run").display().to_string(),
+        ),
+    ];
+    let tmux = Tmux::start(d, &env);
+    tmux.wait_for("shell$");
+    tmux.text(&format!("{BIN} demo; echo DEMO-EXITED-$?"));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("acme/demo-music/alice");
+    assert!(
+        s.lines().next().unwrap_or("").contains("tokenvault.sock"),
+        "the header names the demo daemon's socket:\n{s}"
+    );
+    // the story happens by itself within seconds (SPEC §11)
+    let seen_retrying = std::cell::Cell::new(false);
+    tmux.wait("a row retrying, and later one needs_reauth", |s| {
+        for noise in ["WARN", "INFO", "ERROR"] {
+            assert!(!s.contains(noise), "a log line drew over the TUI:\n{s}");
+        }
+        seen_retrying.set(seen_retrying.get() || s.contains("retrying"));
+        seen_retrying.get() && s.contains("needs_reauth")
+    });
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("DEMO-EXITED-0");
+    assert!(s.contains("TOKENVAULT_SOCKET="), "{s}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
 }

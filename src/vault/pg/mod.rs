@@ -241,11 +241,41 @@ impl Batch {
 /// A row as read back: (table, key, value; `None` where the row is gone).
 pub type RowValue = (Table, String, Option<Vec<u8>>);
 
-/// An error of the database, as the store-unavailable error every caller gets.
-pub fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+/// An error of the database, as the store-unavailable error every caller gets. The
+/// reason names the server's own message (`tokio_postgres` alone says only "db error"):
+/// its primary message and SQLSTATE, never its detail, which can quote a row.
+pub fn unavailable(what: &str, e: impl std::error::Error + 'static) -> Error {
     Error::StoreUnavailable {
-        reason: format!("{what}: {e}"),
+        reason: format!("{what}: {}", cause(&e)),
     }
+}
+
+/// The store did not answer within `OP_TIMEOUT`.
+fn timed_out() -> Error {
+    Error::StoreUnavailable {
+        reason: format!(
+            "the database did not answer in time: no reply within {} s",
+            OP_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// `e` and its sources, each once, with a server error as its message and SQLSTATE.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let part = match s.downcast_ref::<tokio_postgres::error::DbError>() {
+            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => s.to_string(),
+        };
+        if !out.contains(&part) {
+            out.push_str(": ");
+            out.push_str(&part);
+        }
+        src = s.source();
+    }
+    out
 }
 
 /// The shared store: a pool over one database, and the runtime that drives it.
@@ -385,10 +415,7 @@ impl Store {
         self.handle.spawn(async move {
             let r = match tokio::time::timeout(OP_TIMEOUT, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(unavailable(
-                    "the database did not answer in time",
-                    format!("no reply within {} s", OP_TIMEOUT.as_secs()),
-                )),
+                Err(_) => Err(timed_out()),
             };
             let _ = tx.send(r);
         });
@@ -408,10 +435,7 @@ impl Store {
         let j = self.handle.spawn(async move {
             match tokio::time::timeout(OP_TIMEOUT, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(unavailable(
-                    "the database did not answer in time",
-                    format!("no reply within {} s", OP_TIMEOUT.as_secs()),
-                )),
+                Err(_) => Err(timed_out()),
             }
         });
         j.await.map_err(|_| Error::StoreUnavailable {
