@@ -830,8 +830,17 @@ impl Vault {
         let mut header = self.header();
         let old = self.ring();
         let kek = self.kek.read_or_recover();
-        let mut next = Keyring::unwrap(&kek, &header.keyring, FORMAT_VERSION)
-            .ok_or_else(|| Error::Internal("the keyring in the header no longer opens".into()))?;
+        let mut next = Keyring::unwrap(&kek, &header.keyring, FORMAT_VERSION).ok_or_else(|| {
+            if self.store.is_some() {
+                // on the shared store, the header is the one another node's `passwd` wrote
+                Error::invalid(
+                    "rekey",
+                    "another node changed the passphrase since this node started, so this node cannot open the new keyring; restart it with the new passphrase, or run the rekey on the node that changed it",
+                )
+            } else {
+                Error::Internal("the keyring in the header no longer opens".into())
+            }
+        })?;
         let term = next.add_term();
         next.retain_current();
         let next = Arc::new(next);

@@ -497,6 +497,9 @@ fn a_passwd_on_one_node_leaves_the_other_serving_and_writing() {
                 .is_some()
         });
         assert_eq!(get(&a, "acme/spotify/carol").await.unwrap(), "after-passwd");
+        // a rekey needs the keyring under the new passphrase: refused with what to do
+        let err = other.vault().rekey().unwrap_err().to_string();
+        assert!(err.contains("restart it with the new passphrase"), "{err}");
         assert_eq!(
             b.open_with(PASSPHRASE).unwrap_err().exit_code(),
             3,
