@@ -102,6 +102,7 @@ pub fn human_line(ev: &Event, now: i64) -> String {
             rotated,
             status,
             expires_at,
+            ..
         } => {
             let mut d = vec![status.as_str().to_owned()];
             if *rotated {
@@ -376,6 +377,7 @@ mod tests {
                     rotated: true,
                     status: Status::Connected,
                     expires_at: Some(160),
+                    due_at: Some(130),
                 },
             ),
             100,

@@ -34,6 +34,10 @@ pub enum EventKind {
         rotated: bool,
         status: Status,
         expires_at: Option<i64>,
+        /// When the scheduler takes the connection up next (`None`: not by itself, as
+        /// after `needs_reauth`).
+        #[serde(default)]
+        due_at: Option<i64>,
     },
     /// Tokens handed out since the last summary, per tenant (at most one a second).
     Handouts {

@@ -34,6 +34,8 @@ pub struct Fresh {
     pub token_type: Option<String>,
     /// Whether this call refreshed (false: the stored token was good enough).
     pub refreshed: bool,
+    /// When the scheduler takes the connection up next.
+    pub due_at: Option<i64>,
 }
 
 /// Who asked for the refresh; decides retries.
@@ -99,6 +101,7 @@ fn current(conn: &Loaded) -> Fresh {
         expires_at: conn.rec.expires_at,
         token_type: conn.rec.token_type.clone(),
         refreshed: false,
+        due_at: conn.rec.due_at,
     }
 }
 
@@ -250,6 +253,7 @@ async fn commit_success(rf: &Refresher, conn: &Loaded, got: Got, not_before: i64
                     expires_at: cur.expires_at,
                     token_type: cur.token_type.clone(),
                     refreshed: true,
+                    due_at: cur.due_at,
                 });
             }
             Got::Tokens(resp) => {
@@ -310,6 +314,7 @@ async fn commit_success(rf: &Refresher, conn: &Loaded, got: Got, not_before: i64
                     expires_at: cur.expires_at,
                     token_type: cur.token_type.clone(),
                     refreshed: true,
+                    due_at: cur.due_at,
                 });
                 tx.seal_secrets(&job_key, &mut cur, &secrets);
                 cur.last_refresh_at = Some(now);
@@ -351,6 +356,7 @@ async fn commit_success(rf: &Refresher, conn: &Loaded, got: Got, not_before: i64
             rotated: rotated.load(std::sync::atomic::Ordering::Relaxed),
             status: Status::Connected,
             expires_at: fresh.expires_at,
+            due_at: fresh.due_at,
         },
     ));
     Ok(fresh)
@@ -400,6 +406,7 @@ async fn commit_failure(rf: &Refresher, key: &str, t: &Transition, due: Option<i
             rotated: false,
             status: left,
             expires_at: None,
+            due_at: due,
         },
     ));
     Ok(())

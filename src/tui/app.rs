@@ -1523,17 +1523,15 @@ impl App {
                 ok,
                 status,
                 expires_at,
+                due_at,
                 ..
             } => {
                 if let Some(row) = self.row_mut(&connection) {
                     row.status = status;
+                    row.due_at = due_at;
                     if ok {
                         row.expires_at = expires_at;
                         row.reason = None;
-                        // the new due time is not in the event; it shows again on reload
-                        if row.due_at.is_some_and(|d| d <= at) {
-                            row.due_at = None;
-                        }
                     }
                 }
                 self.refresh_details(&connection, fx);

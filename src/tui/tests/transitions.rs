@@ -820,6 +820,7 @@ fn live_events_change_rows_without_a_key() {
         rotated: true,
         status: Status::Connected,
         expires_at: Some(NOW + 7200),
+        due_at: Some(NOW + 6900),
     }));
     let alice = app
         .conns
@@ -828,8 +829,27 @@ fn live_events_change_rows_without_a_key() {
         .find(|r| r.connection == "acme/spotify/alice")
         .unwrap();
     assert_eq!(
-        (alice.status, alice.expires_at),
-        (Status::Connected, Some(NOW + 7200))
+        (alice.status, alice.expires_at, alice.due_at),
+        (Status::Connected, Some(NOW + 7200), Some(NOW + 6900))
+    );
+    // a refresh that failed for good: no longer due by itself
+    app.update(ev(EventKind::Refreshed {
+        connection: "acme/spotify/alice".into(),
+        ok: false,
+        rotated: false,
+        status: Status::NeedsReauth,
+        expires_at: None,
+        due_at: None,
+    }));
+    let alice = app
+        .conns
+        .rows
+        .iter()
+        .find(|r| r.connection == "acme/spotify/alice")
+        .unwrap();
+    assert_eq!(
+        (alice.status, alice.expires_at, alice.due_at),
+        (Status::NeedsReauth, Some(NOW + 7200), None)
     );
     // removed elsewhere: the row goes
     app.update(ev(EventKind::Status {
