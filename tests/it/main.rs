@@ -33,6 +33,7 @@ mod damaged_vault;
 mod demo_headless;
 mod error_echo;
 mod exec;
+mod list_pages;
 mod packaging;
 mod pipes;
 mod provider_typos;
