@@ -566,6 +566,8 @@ fn process_comparison(dir: &Path) {
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let sock = dir.join("run/p.sock");
+    // an empty config file: `serve` refuses a --config / TOKENVAULT_CONFIG that is missing
+    std::fs::write(dir.join("none.toml"), "").unwrap();
     let env = |c: &mut std::process::Command| {
         c.env_clear()
             .env("HOME", dir)
@@ -599,7 +601,10 @@ fn process_comparison(dir: &Path) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline);
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start (run `tokenvault serve` with the same environment to see why)"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let run = |args: &[&str], stdin: Option<&str>| {
