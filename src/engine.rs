@@ -173,8 +173,14 @@ impl Engine {
         req: Request,
         progress: Option<ProgressSink>,
     ) -> Result<Response> {
-        let op = req.op();
         let change = admin_change(&req);
+        // the op's name is read from the serde tag, which costs a walk of the request: only
+        // for an admin event or the debug line, never on a plain `get`
+        let op = if change.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+            req.op()
+        } else {
+            ""
+        };
         let result = self.dispatch(caller, req, progress).await;
         if let (Ok(_), Some((tenant, target))) = (&result, change) {
             self.admin_event(caller, op, tenant.as_deref(), target.as_deref());
