@@ -34,6 +34,7 @@ mod demo_headless;
 mod error_echo;
 mod exec;
 mod list_pages;
+mod module_layout;
 mod packaging;
 mod pipes;
 mod provider_typos;
