@@ -261,24 +261,26 @@ impl Engine {
         let now = self.ctx.now();
         let limit = page.limit.unwrap_or(usize::MAX).max(1);
         let contains = page.contains.filter(|c| !c.is_empty());
-        rx.for_each_connection_after(&prefix, page.after.as_deref(), |k, rec| {
-            // cheap checks on the record first: a filtered page can skip most of a large
-            // vault, and the view (strings, the derived status) is built only for the rest
-            let derived =
-                rec.status == Status::Connected && rec.expires_at.is_some_and(|e| e <= now);
-            if status.is_some_and(|s| s != rec.status && !(derived && s == Status::TokenExpired)) {
-                return Ok(true);
+        rx.for_each_connection_head_after(&prefix, page.after.as_deref(), |k, head, full| {
+            // cheap checks on the record's head first (no allocation): a filtered page can
+            // skip most of a large vault, and the whole record and its view (strings, the
+            // derived status) are built only for the rest
+            if let Some(h) = head {
+                let derived =
+                    h.status == Status::Connected && h.expires_at.is_some_and(|e| e <= now);
+                if status.is_some_and(|s| s != h.status && !(derived && s == Status::TokenExpired))
+                {
+                    return Ok(true);
+                }
+                if let Some(c) = &contains
+                    && !k.contains(c.as_str())
+                    && !derived
+                    && !h.reason.is_some_and(|r| r.contains(c.as_str()))
+                {
+                    return Ok(true);
+                }
             }
-            if let Some(c) = &contains
-                && !k.contains(c.as_str())
-                && !derived
-                && !rec
-                    .reason
-                    .as_deref()
-                    .is_some_and(|r| r.contains(c.as_str()))
-            {
-                return Ok(true);
-            }
+            let rec = full()?;
             let id = ConnectionId::parse(k)?;
             let view = ConnectionView::new(&id, &rec).at(now);
             if status.is_some_and(|s| s != view.status) {

@@ -1106,6 +1106,22 @@ macro_rules! read_api {
             after: Option<&str>,
             mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
         ) -> Result<()> {
+            self.for_each_connection_head_after(prefix, after, |key, _head, full| f(key, full()?))
+        }
+
+        /// `for_each_connection_after` for a filter: `f` gets each record's
+        /// `ConnectionHead` (status, reason, expiry) and a function that decodes the whole
+        /// record, to call only for the ones it keeps.
+        pub fn for_each_connection_head_after(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            mut f: impl FnMut(
+                &str,
+                Option<ConnectionHead<'_>>,
+                &dyn Fn() -> Result<ConnectionRecord>,
+            ) -> Result<bool>,
+        ) -> Result<()> {
             self.guard.run(|| {
                 let t = self.txn.open_table(CONNECTIONS)?;
                 let start = match after {
@@ -1121,7 +1137,11 @@ macro_rules! read_api {
                     if !key.starts_with(prefix) {
                         break;
                     }
-                    if !f(key, decode("connections", key, v.value())?)? {
+                    let bytes = v.value();
+                    // unreadable as a head: `None`, and the full decode names the damage
+                    let head = rmp_serde::from_slice::<ConnectionHead<'_>>(bytes).ok();
+                    let full = || decode("connections", key, bytes);
+                    if !f(key, head, &full)? {
                         break;
                     }
                 }

@@ -138,6 +138,18 @@ pub struct ConnectionRecord {
     pub secrets: Sealed,
 }
 
+/// The few fields of a stored `ConnectionRecord` a filter looks at, read from the same
+/// bytes without the rest (no allocation; the reason is borrowed from the record): a
+/// filtered `list` decodes the whole record only for the connections that pass.
+#[derive(Debug, Deserialize)]
+pub struct ConnectionHead<'a> {
+    pub status: Status,
+    #[serde(default, borrow)]
+    pub reason: Option<&'a str>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
 /// What is inside `ConnectionRecord::secrets`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenSecrets {
@@ -208,4 +220,51 @@ fn one() -> u64 {
 
 fn is_one(n: &u64) -> bool {
     *n == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: Status, reason: Option<&str>, expires_at: Option<i64>) -> ConnectionRecord {
+        ConnectionRecord {
+            status,
+            reason: reason.map(str::to_owned),
+            status_at: 5,
+            attempts: 2,
+            expires_at,
+            refresh_expires_at: Some(9),
+            due_at: Some(7),
+            scope: Some("a b".into()),
+            token_type: Some("Bearer".into()),
+            has_refresh_token: true,
+            has_id_token: false,
+            metadata_keys: vec!["x".into()],
+            created_at: 1,
+            updated_at: 2,
+            last_refresh_at: Some(3),
+            refresh_count: 4,
+            secrets: crate::vault::crypto::Sealed {
+                term: 1,
+                nonce: vec![1; 24],
+                ct: vec![2; 64],
+            },
+        }
+    }
+
+    #[test]
+    fn the_head_reads_what_a_stored_record_holds() {
+        for (status, reason, exp) in [
+            (Status::Connected, None, Some(100)),
+            (Status::NeedsReauth, Some("invalid_grant; reconnect"), None),
+            (Status::Retrying, Some("HTTP 503"), Some(-1)),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&record(status, reason, exp)).unwrap();
+            let head: ConnectionHead<'_> = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(head.status, status);
+            // (a `&str`: borrowed from the bytes, never copied)
+            assert_eq!(head.reason, reason);
+            assert_eq!(head.expires_at, exp);
+        }
+    }
 }
