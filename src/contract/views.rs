@@ -66,20 +66,37 @@ impl ConnectionView {
             && exp <= now
         {
             self.status = Status::TokenExpired;
-            self.reason = Some(if self.has_refresh_token {
-                format!(
-                    "the access token expired at {}; the next refresh renews it",
-                    crate::vault::records::fmt_unix(exp)
-                )
-            } else {
-                format!(
-                    "the access token expired at {} and there is no refresh token: run `tokenvault connect` or `put` a new token",
-                    crate::vault::records::fmt_unix(exp)
-                )
-            });
+            self.reason = Some(expired_reason(self.has_refresh_token, exp));
         }
         self
     }
+}
+
+/// The reason a `connected` connection whose access token expired at `exp` is shown with.
+pub fn expired_reason(has_refresh_token: bool, exp: i64) -> String {
+    let at = crate::vault::records::fmt_unix(exp);
+    if has_refresh_token {
+        format!("the access token expired at {at}; the next refresh renews it")
+    } else {
+        format!(
+            "the access token expired at {at} and there is no refresh token: run `tokenvault connect` or `put` a new token"
+        )
+    }
+}
+
+/// Whether `text` can be part of some `expired_reason` (at any time): with every digit
+/// read as 0, it must be a substring of one of the two reasons at time 0. False means no
+/// derived reason can ever contain it, so a filter for it need not look at the status.
+pub fn may_be_in_expired_reason(text: &str) -> bool {
+    let zeros = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect()
+    };
+    let t = zeros(text);
+    [true, false]
+        .into_iter()
+        .any(|r| zeros(&expired_reason(r, 0)).contains(&t))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -342,4 +359,45 @@ pub struct BackupOutcome {
     /// recorded backups that went missing or changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_may_be_in_an_expired_reason_only_if_some_reason_can_hold_it() {
+        for yes in [
+            "the access token expired",
+            "expired at 2026-12-01T14:19",
+            "19:08Z; the next",
+            "no refresh token",
+            "2026",
+            "",
+        ] {
+            assert!(may_be_in_expired_reason(yes), "{yes:?}");
+        }
+        for no in [
+            "user0099999",
+            "acme/",
+            "invalid_grant",
+            "imported",
+            "HTTP 503",
+        ] {
+            assert!(!may_be_in_expired_reason(no), "{no:?}");
+        }
+        // every substring of real derived reasons is accepted
+        for r in [
+            expired_reason(false, 1_999_999_999),
+            expired_reason(true, 1_764_598_748),
+        ] {
+            for i in 0..r.len() {
+                for j in i..=r.len().min(i + 30) {
+                    if let Some(sub) = r.get(i..j) {
+                        assert!(may_be_in_expired_reason(sub), "{sub:?}");
+                    }
+                }
+            }
+        }
+    }
 }

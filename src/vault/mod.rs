@@ -1106,16 +1106,23 @@ macro_rules! read_api {
             after: Option<&str>,
             mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
         ) -> Result<()> {
-            self.for_each_connection_head_after(prefix, after, |key, _head, full| f(key, full()?))
+            self.for_each_connection_raw_after(
+                prefix,
+                after,
+                |_, _| false,
+                |key, _head, full| f(key, full()?),
+            )
         }
 
-        /// `for_each_connection_after` for a filter: `f` gets each record's
+        /// `for_each_connection_after` for a filter: a record for which `skip(key, bytes)`
+        /// is true (its stored bytes) is passed over unread; `f` gets each other record's
         /// `ConnectionHead` (status, reason, expiry) and a function that decodes the whole
         /// record, to call only for the ones it keeps.
-        pub fn for_each_connection_head_after(
+        pub fn for_each_connection_raw_after(
             &self,
             prefix: &str,
             after: Option<&str>,
+            skip: impl Fn(&str, &[u8]) -> bool,
             mut f: impl FnMut(
                 &str,
                 Option<ConnectionHead<'_>>,
@@ -1138,6 +1145,9 @@ macro_rules! read_api {
                         break;
                     }
                     let bytes = v.value();
+                    if skip(key, bytes) {
+                        continue;
+                    }
                     // unreadable as a head: `None`, and the full decode names the damage
                     let head = rmp_serde::from_slice::<ConnectionHead<'_>>(bytes).ok();
                     let full = || decode("connections", key, bytes);

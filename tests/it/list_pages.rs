@@ -108,6 +108,13 @@ fn contains_matches_address_and_reason_and_the_status_filter_sees_token_expired(
             .len(),
         0
     );
+    // a text only in the stored reason (no address has it)
+    let reason = list(&e, &admin(), None, None, None, None).0[0]
+        .reason
+        .clone()
+        .expect("a put records a reason");
+    let (m, _) = list(&e, &admin(), None, None, None, Some(&reason));
+    assert_eq!(m.len(), 14, "{reason:?}");
     // two minutes later u3's token has expired: shown as token_expired, with a reason
     // that `contains` finds, and the status filter finds it (it is stored as connected)
     clock.advance(120);
