@@ -17,12 +17,10 @@
 //!   PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::Router;
-use axum::routing::post;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokenvault::contract::{Caller, Request};
+use tokenvault::contract::Request;
 use tokenvault::engine::{Clock, Engine};
 use tokenvault::secret::Secret;
 use tokenvault::vault::{Vault, crypto::KdfParams, pg::StoreConfig};
@@ -30,46 +28,9 @@ use tokenvault::vault::{Vault, crypto::KdfParams, pg::StoreConfig};
 const PASS: &str = "bench passphrase";
 const PER_HOST: usize = 64;
 
-#[derive(Debug, Default)]
-struct OffsetClock(AtomicI64);
-impl Clock for OffsetClock {
-    fn now(&self) -> i64 {
-        chrono::Utc::now().timestamp() + self.0.load(Ordering::Relaxed)
-    }
-}
-
-async fn fake_provider(delay: Duration) -> (String, Arc<AtomicU64>) {
-    let n = Arc::new(AtomicU64::new(0));
-    let n2 = n.clone();
-    let app = Router::new().route(
-        "/token",
-        post(move || {
-            let n = n2.clone();
-            async move {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                let i = n.fetch_add(1, Ordering::Relaxed);
-                (
-                    [("content-type", "application/json")],
-                    format!(
-                        r#"{{"access_token":"at-{i}","refresh_token":"rt-{i}","expires_in":3600,"token_type":"Bearer"}}"#
-                    ),
-                )
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}/token"), n)
-}
-
-fn admin() -> Caller {
-    Caller::Admin {
-        actor: "bench".into(),
-    }
-}
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{OffsetClock, admin, fake_provider};
 
 /// Where a benchmark vault lives.
 #[derive(Clone)]

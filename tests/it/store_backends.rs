@@ -68,6 +68,17 @@ fn has_connection(e: &tokenvault::Engine, c: &str) -> bool {
     e.vault().read().unwrap().connection(c).unwrap().is_some()
 }
 
+/// Two nodes on one fresh PostgreSQL store, node A seeded with `token`, node B having seen it.
+async fn two_nodes(b: &Backend, token: &str) -> (tokenvault::Engine, tokenvault::Engine) {
+    let a = b.engine();
+    let other = b.engine();
+    seed(&a, token).await;
+    eventually("node B sees node A's connection", || {
+        has_connection(&other, "acme/spotify/alice")
+    });
+    (a, other)
+}
+
 async fn get(e: &tokenvault::Engine, c: &str) -> tokenvault::Result<String> {
     match call(
         e,
@@ -301,12 +312,7 @@ fn another_node_sees_a_commit_and_drops_its_cached_token() {
     let rt = rt();
     let b = Backend::pg();
     rt.block_on(async {
-        let a = b.engine();
-        let other = b.engine();
-        seed(&a, "first").await;
-        eventually("node B sees node A's connection", || {
-            has_connection(&other, "acme/spotify/alice")
-        });
+        let (a, other) = two_nodes(&b, "first").await;
         assert_eq!(get(&other, "acme/spotify/alice").await.unwrap(), "first");
         assert!(
             other.vault().cached_token("acme/spotify/alice").is_some(),
@@ -432,12 +438,7 @@ fn a_rekey_on_one_node_is_taken_online_by_the_other() {
     let rt = rt();
     let b = Backend::pg();
     rt.block_on(async {
-        let a = b.engine();
-        let other = b.engine();
-        seed(&a, "before-rekey").await;
-        eventually("node B sees node A's connection", || {
-            has_connection(&other, "acme/spotify/alice")
-        });
+        let (a, other) = two_nodes(&b, "before-rekey").await;
         assert_eq!(
             get(&other, "acme/spotify/alice").await.unwrap(),
             "before-rekey"
@@ -453,12 +454,7 @@ fn a_rekey_on_one_node_is_taken_online_by_the_other() {
         );
         put(&other, "acme/spotify/bob", "sealed-by-b").await;
         eventually("A sees B's new connection", || {
-            a.vault()
-                .read()
-                .unwrap()
-                .connection("acme/spotify/bob")
-                .unwrap()
-                .is_some()
+            has_connection(&a, "acme/spotify/bob")
         });
         assert_eq!(get(&a, "acme/spotify/bob").await.unwrap(), "sealed-by-b");
         // a node started later opens everything with the passphrase alone
@@ -477,24 +473,14 @@ fn a_passwd_on_one_node_leaves_the_other_serving_and_writing() {
     let rt = rt();
     let b = Backend::pg();
     rt.block_on(async {
-        let a = b.engine();
-        let other = b.engine();
-        seed(&a, "before-passwd").await;
-        eventually("node B sees node A's connection", || {
-            has_connection(&other, "acme/spotify/alice")
-        });
+        let (a, other) = two_nodes(&b, "before-passwd").await;
         a.vault()
             .change_passphrase(&Secret::new("the new passphrase 3"), None)
             .unwrap();
         // the other node keeps its keys (the data keys did not change) and goes on
         put(&other, "acme/spotify/carol", "after-passwd").await;
         eventually("A sees B's write", || {
-            a.vault()
-                .read()
-                .unwrap()
-                .connection("acme/spotify/carol")
-                .unwrap()
-                .is_some()
+            has_connection(&a, "acme/spotify/carol")
         });
         assert_eq!(get(&a, "acme/spotify/carol").await.unwrap(), "after-passwd");
         // a rekey needs the keyring under the new passphrase: refused with what to do
