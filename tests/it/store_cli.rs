@@ -9,6 +9,21 @@ const ACCESS: &str = "acc-7f3e9b1c2d4a";
 const REFRESH: &str = "ref-5a6b7c8d9e0f";
 const CLIENT_SECRET: &str = "csecret-1a2b3c4d";
 
+/// `tokenvault init --store URL` with fast KDF parameters, on `tv`'s environment.
+fn init_store(tv: &TestVault, url: &str) -> assert_cmd::Command {
+    let mut c = tv.cmd();
+    c.args([
+        "init",
+        "--kdf-memory-mib",
+        "19",
+        "--kdf-iterations",
+        "2",
+        "--store",
+        url,
+    ]);
+    c
+}
+
 fn seed(tv: &TestVault, env: &[(&str, &str)]) {
     let run = |args: &[&str], stdin: Option<String>| {
         let mut c = tv.cmd();
@@ -76,19 +91,7 @@ fn init_store_then_put_get_list_through_the_binary() {
         "init --store must not create a vault file"
     );
     // A second init refuses and writes nothing.
-    let again = tv
-        .cmd()
-        .args([
-            "init",
-            "--kdf-memory-mib",
-            "19",
-            "--kdf-iterations",
-            "2",
-            "--store",
-            &url,
-        ])
-        .output()
-        .unwrap();
+    let again = init_store(&tv, &url).output().unwrap();
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("already holds"),
@@ -266,18 +269,7 @@ fn a_database_administrator_sees_no_secret() {
     let db = pg.database();
     let url = pg.url(&db);
     let tv = TestVault::empty();
-    tv.cmd()
-        .args([
-            "init",
-            "--kdf-memory-mib",
-            "19",
-            "--kdf-iterations",
-            "2",
-            "--store",
-            &url,
-        ])
-        .assert()
-        .success();
+    init_store(&tv, &url).assert().success();
     seed(&tv, &[("TOKENVAULT_STORE_URL", &url)]);
     let cols = pg.psql(
         &db,
