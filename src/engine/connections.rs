@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::names::{self, ConnectionId};
 use crate::refresh::connection::GRANT_MARKER;
 use crate::token::TokenResponse;
-use crate::vault::records::{ConnectionRecord, Status};
+use crate::vault::records::{ConnectionHead, ConnectionRecord, Status};
 
 /// Which part of the list a `list` request wants.
 #[derive(Debug, Default)]
@@ -272,59 +272,56 @@ impl Engine {
         let finder = contains
             .as_deref()
             .map(|c| memchr::memmem::Finder::new(c.as_bytes()).into_owned());
-        let skip_raw = |k: &str, bytes: &[u8]| match (&finder, contains.as_deref()) {
-            (Some(f), Some(c)) if bytes_decide => !k.contains(c) && f.find(bytes).is_none(),
-            _ => false,
-        };
-        rx.for_each_connection_raw_after(
-            &prefix,
-            page.after.as_deref(),
-            skip_raw,
-            |k, head, full| {
-                // cheap checks on the record's head first (no allocation): a filtered page can
-                // skip most of a large vault, and the whole record and its view (strings, the
-                // derived status) are built only for the rest
-                if let Some(h) = head {
-                    let derived =
-                        h.status == Status::Connected && h.expires_at.is_some_and(|e| e <= now);
-                    if status
-                        .is_some_and(|s| s != h.status && !(derived && s == Status::TokenExpired))
-                    {
-                        return Ok(true);
-                    }
-                    if let Some(c) = &contains
-                        && !k.contains(c.as_str())
-                        && !derived
-                        && !h.reason.is_some_and(|r| r.contains(c.as_str()))
-                    {
-                        return Ok(true);
-                    }
-                }
-                let rec = full()?;
-                let id = ConnectionId::parse(k)?;
-                let view = ConnectionView::new(&id, &rec).at(now);
-                if status.is_some_and(|s| s != view.status) {
-                    return Ok(true);
-                }
-                if let Some(c) = &contains
-                    && !view.connection.contains(c.as_str())
-                    && !view
-                        .reason
-                        .as_deref()
-                        .is_some_and(|r| r.contains(c.as_str()))
+        let filtering = status.is_some() || contains.is_some();
+        rx.for_each_connection_raw_after(&prefix, page.after.as_deref(), |k, bytes, full| {
+            if let (Some(f), Some(c)) = (&finder, contains.as_deref())
+                && bytes_decide
+                && !k.contains(c)
+                && f.find(bytes).is_none()
+            {
+                return Ok(true);
+            }
+            // cheap checks on the record's head next (no allocation): the whole record and
+            // its view (strings, the derived status) are built only for the rest
+            if filtering && let Some(h) = ConnectionHead::read(bytes) {
+                let derived =
+                    h.status == Status::Connected && h.expires_at.is_some_and(|e| e <= now);
+                if status.is_some_and(|s| s != h.status && !(derived && s == Status::TokenExpired))
                 {
                     return Ok(true);
                 }
-                if connections.len() == limit {
-                    next = connections
-                        .last()
-                        .map(|v: &ConnectionView| v.connection.clone());
-                    return Ok(false);
+                if let Some(c) = &contains
+                    && !k.contains(c.as_str())
+                    && !derived
+                    && !h.reason.is_some_and(|r| r.contains(c.as_str()))
+                {
+                    return Ok(true);
                 }
-                connections.push(view);
-                Ok(true)
-            },
-        )?;
+            }
+            let rec = full()?;
+            let id = ConnectionId::parse(k)?;
+            let view = ConnectionView::new(&id, &rec).at(now);
+            if status.is_some_and(|s| s != view.status) {
+                return Ok(true);
+            }
+            if let Some(c) = &contains
+                && !view.connection.contains(c.as_str())
+                && !view
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(c.as_str()))
+            {
+                return Ok(true);
+            }
+            if connections.len() == limit {
+                next = connections
+                    .last()
+                    .map(|v: &ConnectionView| v.connection.clone());
+                return Ok(false);
+            }
+            connections.push(view);
+            Ok(true)
+        })?;
         Ok(Response::Connections { connections, next })
     }
 

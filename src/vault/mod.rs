@@ -1106,28 +1106,17 @@ macro_rules! read_api {
             after: Option<&str>,
             mut f: impl FnMut(&str, ConnectionRecord) -> Result<bool>,
         ) -> Result<()> {
-            self.for_each_connection_raw_after(
-                prefix,
-                after,
-                |_, _| false,
-                |key, _head, full| f(key, full()?),
-            )
+            self.for_each_connection_raw_after(prefix, after, |key, _bytes, full| f(key, full()?))
         }
 
-        /// `for_each_connection_after` for a filter: a record for which `skip(key, bytes)`
-        /// is true (its stored bytes) is passed over unread; `f` gets each other record's
-        /// `ConnectionHead` (status, reason, expiry) and a function that decodes the whole
-        /// record, to call only for the ones it keeps.
+        /// `for_each_connection_after` for a filter: `f` gets each record's stored bytes
+        /// (to rule it out unread, or to read its `ConnectionHead`) and a function that
+        /// decodes the whole record, to call only for the ones it keeps.
         pub fn for_each_connection_raw_after(
             &self,
             prefix: &str,
             after: Option<&str>,
-            skip: impl Fn(&str, &[u8]) -> bool,
-            mut f: impl FnMut(
-                &str,
-                Option<ConnectionHead<'_>>,
-                &dyn Fn() -> Result<ConnectionRecord>,
-            ) -> Result<bool>,
+            mut f: impl FnMut(&str, &[u8], &dyn Fn() -> Result<ConnectionRecord>) -> Result<bool>,
         ) -> Result<()> {
             self.guard.run(|| {
                 let t = self.txn.open_table(CONNECTIONS)?;
@@ -1145,13 +1134,8 @@ macro_rules! read_api {
                         break;
                     }
                     let bytes = v.value();
-                    if skip(key, bytes) {
-                        continue;
-                    }
-                    // unreadable as a head: `None`, and the full decode names the damage
-                    let head = rmp_serde::from_slice::<ConnectionHead<'_>>(bytes).ok();
                     let full = || decode("connections", key, bytes);
-                    if !f(key, head, &full)? {
+                    if !f(key, bytes, &full)? {
                         break;
                     }
                 }

@@ -155,6 +155,14 @@ pub struct ConnectionHead<'a> {
     pub expires_at: Option<i64>,
 }
 
+impl<'a> ConnectionHead<'a> {
+    /// The head of a stored record; `None` if the bytes do not read as one (the full
+    /// decode then names the damage).
+    pub fn read(bytes: &'a [u8]) -> Option<Self> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
 /// What is inside `ConnectionRecord::secrets`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenSecrets {
